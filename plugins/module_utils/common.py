@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options shared by every module (documented in doc_fragments/common.py) and their validation."""
+
+from __future__ import annotations
+
+import re
+
+from ansible.module_utils.basic import env_fallback
+
+COMMON_ARGUMENT_SPEC = dict(
+    binary_path=dict(type="path"),
+    kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])),
+    context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+    manager_namespace=dict(type="str", default="ambassador",
+                           fallback=(env_fallback, ["TELEPRESENCE_MANAGER_NAMESPACE"])),
+    timeout=dict(type="int", default=60),
+)
+
+DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL_FORM = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
+
+
+def argument_spec(**module_options):
+    """The common options merged with a module's own (the module's win on a name clash)."""
+    spec = {name: dict(option) for name, option in COMMON_ARGUMENT_SPEC.items()}
+    spec.update(module_options)
+    return spec
+
+
+def dns1123_label_problem(value):
+    """None when ``value`` is a valid Kubernetes namespace/object label name, else why not."""
+    if not isinstance(value, str) or not value:
+        return "is empty"
+    if len(value) > 63:
+        return "is %d characters long" % len(value)
+    if not DNS1123_LABEL_RE.match(value):
+        return "has characters outside [a-z0-9-] or does not start and end with one of [a-z0-9]"
+    return None
+
+
+def check_dns1123_labels(module, *names):
+    """Fail naming the option when any of ``names`` (option names) holds a value that is not a DNS-1123 label."""
+    for name in names:
+        value = module.params.get(name)
+        if value is None:
+            continue
+        problem = dns1123_label_problem(value)
+        if problem:
+            module.fail_json(msg="%s %r %s; it must be %s" % (name, value, problem, DNS1123_LABEL_FORM))
+
+
+def check_positive(module, *names):
+    """Fail naming the option when a number option is zero or negative."""
+    for name in names:
+        value = module.params.get(name)
+        if value is not None and value <= 0:
+            module.fail_json(msg="%s must be a positive number of seconds, got %s" % (name, value))
+
+
+def check_port(module, name, value=None):
+    """Fail naming the option when a TCP port is outside 1-65535."""
+    value = module.params.get(name) if value is None else value
+    if value is not None and not 1 <= int(value) <= 65535:
+        module.fail_json(msg="%s must be a TCP port between 1 and 65535, got %s" % (name, value))
+
+
+def check_common(module):
+    """Validate the common options every module has."""
+    check_positive(module, "timeout")
+    check_dns1123_labels(module, "manager_namespace")
+
+
+def fail_with(module, error, **result):
+    """Report a TelepresenceError or KubeError: its message and its details (argv, rc, output) as data."""
+    details = error.details() if hasattr(error, "details") else {}
+    details.update(result)
+    module.fail_json(msg=str(error), **details)
+
+
+def strip_v(version):
+    """``2.24.0`` from ``v2.24.0``; None and empty strings stay None."""
+    if not version:
+        return None
+    return str(version)[1:] if str(version).startswith("v") else str(version)

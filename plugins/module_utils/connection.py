@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading and establishing a Telepresence connection, shared by tp_connection, tp_intercept and tp_info.
+
+A connect with flags other than the running session's fails with "Cluster configuration changed"
+(facts sheet section 4), so connect is always called with the same explicit flags, in the same order,
+and a session with other settings is quit first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+
+SUDO_PROMPT_RE = re.compile(r"a password is required|a terminal is required|sudo: .*password", re.IGNORECASE)
+VERSION_MISMATCH_RE = re.compile(r"version mismatch", re.IGNORECASE)
+# How long the sudo pre-flight may take: it never prompts (-n), so anything longer is a broken sudo.
+SUDO_CHECK_SECONDS = 10
+
+
+class ConnectionSpec:
+    """The connection a task wants: the settings that decide whether a session can be reused."""
+
+    def __init__(self, namespace=None, manager_namespace="ambassador", context=None, docker=False,
+                 also_proxy=None, never_proxy=None, mapped_namespaces=None):
+        self.namespace = namespace
+        self.manager_namespace = manager_namespace
+        self.context = context
+        self.docker = bool(docker)
+        self.also_proxy = list(also_proxy or [])
+        self.never_proxy = list(never_proxy or [])
+        self.mapped_namespaces = list(mapped_namespaces or [])
+
+    @classmethod
+    def from_params(cls, params, namespace=None):
+        return cls(namespace=namespace if namespace is not None else params.get("namespace"),
+                   manager_namespace=params.get("manager_namespace"), context=params.get("context"),
+                   docker=params.get("docker"), also_proxy=params.get("also_proxy"),
+                   never_proxy=params.get("never_proxy"), mapped_namespaces=params.get("mapped_namespaces"))
+
+    def as_dict(self):
+        return {"namespace": self.namespace, "manager_namespace": self.manager_namespace, "context": self.context,
+                "docker": self.docker}
+
+
+def connect_args(runner, spec):
+    """The argv (after the binary) of the connect for ``spec``; always the same flags in the same order."""
+    args = ["connect"]
+    if spec.namespace:
+        args += ["--namespace", spec.namespace]
+    args += ["--manager-namespace", spec.manager_namespace]
+    args += runner.kube_flags()
+    if spec.docker:
+        args.append("--docker")
+    for flag, values in (("--also-proxy", spec.also_proxy), ("--never-proxy", spec.never_proxy),
+                         ("--mapped-namespaces", spec.mapped_namespaces)):
+        if values:
+            args += [flag, ",".join(values)]
+    return args
+
+
+def read_status(runner):
+    """The normalised status; never starts daemons (``status`` only discovers them)."""
+    return normalize_status(runner.run_json(["status"]))
+
+
+def differences(status, spec):
+    """The settings in which a connected session differs from ``spec``, as readable strings.
+
+    Settings the task leaves unset (namespace, context) are not compared: any session satisfies them.
+    """
+    wanted = [("namespace", spec.namespace), ("manager_namespace", spec.manager_namespace),
+              ("context", spec.context)]
+    found = ["%s is %s, wanted %s" % (key, status.get(key) or "(unset)", value)
+             for key, value in wanted if value and status.get(key) != value]
+    if spec.docker != bool(status.get("in_docker")):
+        found.append("docker mode is %s, wanted %s" % (bool(status.get("in_docker")), spec.docker))
+    return found
+
+
+def describe(status):
+    return "context %s, namespace %s, manager namespace %s" % (
+        status.get("context") or "(unknown)", status.get("namespace") or "(unknown)",
+        status.get("manager_namespace") or "(unknown)")
+
+
+def ensure_connected(runner, spec, reconnect=True, check_mode=False):
+    """Make sure a session with ``spec``'s settings exists.
+
+    Returns ``{"changed", "action", "before", "status"}`` with action ``none``, ``connected`` or
+    ``reconnected``; ``status`` is the state after (in check mode, the state before).
+    """
+    before = read_status(runner)
+    diff = differences(before, spec) if before["connected"] else []
+    if before["connected"] and not diff:
+        return {"changed": False, "action": "none", "before": before, "status": before}
+    if diff and not reconnect:
+        raise TelepresenceError("connected with other settings (%s): %s; set reconnect: true to quit and connect "
+                                "again, or quit the session first" % (describe(before), "; ".join(diff)))
+    action = "reconnected" if diff else "connected"
+    if check_mode:
+        return {"changed": True, "action": action, "before": before, "status": before}
+    if diff:
+        runner.run(["quit"])
+    connect(runner, spec)
+    after = read_status(runner)
+    if not after["connected"]:
+        raise TelepresenceError("telepresence connect returned but status says %s%s" % (
+            after["state"], ": %s" % after["error"] if after["error"] else ""))
+    return {"changed": True, "action": action, "before": before, "status": after}
+
+
+def connect(runner, spec):
+    """Run connect, turning the two classic traps (sudo prompt, stale daemons) into instructions."""
+    if not spec.docker:
+        check_sudo(runner)
+    try:
+        runner.run_json(connect_args(runner, spec))
+    except TelepresenceError as exc:
+        text = "\n".join(filter(None, (exc.msg, exc.stdout, exc.stderr)))
+        if SUDO_PROMPT_RE.search(text):
+            exc.msg = sudo_message(runner.binary)
+        elif VERSION_MISMATCH_RE.search(text):
+            exc.msg = ("%s; daemons of another Telepresence version are running: stop them with "
+                       "devloop.telepresence.tp_connection state=stopped (telepresence quit -s) and connect again"
+                       % exc.msg)
+        raise
+
+
+def sudo_message(binary):
+    return ("telepresence connect needs a root daemon, and sudo cannot start it without a password. Allow "
+            "passwordless sudo for %s (a NOPASSWD sudoers rule), run the task with become: true, or use docker: true "
+            "(docker mode needs no root daemon)" % binary)
+
+
+def check_sudo(runner):
+    """Fail at once, before connect, when the root daemon would need a sudo password."""
+    if os.geteuid() == 0:
+        return
+    argv = ["sudo", "-n", "-l", runner.binary]
+    try:
+        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=SUDO_CHECK_SECONDS, check=False).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        rc = 1
+    if rc != 0:
+        raise TelepresenceError(sudo_message(runner.binary), argv=argv, rc=rc)
+
+
+def disconnect(runner, stop_daemons=False, check_mode=False):
+    """``quit`` (end the session) or ``quit -s`` (also stop the daemons); changed only when something ran.
+
+    Returns ``{"changed", "before", "status"}``.
+    """
+    before = read_status(runner)
+    running = before["user_daemon_running"] or before["root_daemon_running"]
+    needed = running if stop_daemons else before["connected"]
+    if not needed:
+        return {"changed": False, "before": before, "status": before}
+    if check_mode:
+        return {"changed": True, "before": before, "status": before}
+    runner.run(["quit", "-s"] if stop_daemons else ["quit"])
+    return {"changed": True, "before": before, "status": read_status(runner)}

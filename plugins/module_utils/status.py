@@ -1,0 +1,138 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Normalised views of ``status`` and ``list`` output, whatever version printed them.
+
+Go's omitempty drops false/empty keys in some versions and keeps them in others, so every key is read
+with a default: a missing key means false or empty (facts sheet section 2).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import DISPOSITIONS
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import strip_v
+
+CONNECTED = "Connected"
+
+
+def normalize_status(data, client_version=None):
+    """One flat dict from any ``status`` JSON shape.
+
+    Shapes: ``{user_daemon, root_daemon, traffic_manager}`` (host daemons), ``{daemon, traffic_manager}``
+    (docker mode), ``{connections: [...]}`` (2.18+ with several daemons: the first connected one is
+    described, and ``connections`` counts them).
+    """
+    data = data if isinstance(data, dict) else {}
+    connections = data.get("connections")
+    if isinstance(connections, list):
+        chosen = _first_connected(connections) or (connections[0] if connections else {})
+        result = normalize_status(chosen, client_version)
+        result["connections"] = len(connections)
+        return result
+    in_docker = "daemon" in data and "user_daemon" not in data
+    user = _mapping(data.get("daemon") if in_docker else data.get("user_daemon"))
+    root = _mapping(data.get("root_daemon"))
+    manager = _mapping(data.get("traffic_manager"))
+    state = user.get("status") or ""
+    return {
+        "user_daemon_running": bool(user.get("running")),
+        "root_daemon_running": bool(root.get("running")) or in_docker and bool(user.get("running")),
+        "in_docker": in_docker or bool(user.get("in_docker")),
+        "connected": state == CONNECTED,
+        "state": state or ("Not connected" if user.get("running") else "Not running"),
+        "error": user.get("error") or None,
+        "context": user.get("kubernetes_context") or None,
+        "server": user.get("kubernetes_server") or None,
+        "namespace": user.get("namespace") or None,
+        "manager_namespace": user.get("manager_namespace") or None,
+        "mapped_namespaces": list(user.get("mapped_namespaces") or []),
+        "connection_name": user.get("name") or None,
+        "client_version": strip_v(client_version),
+        "daemon_version": strip_v(user.get("version")),
+        "root_daemon_version": strip_v(root.get("version")),
+        "manager_version": strip_v(manager.get("version")),
+        "traffic_agent": manager.get("traffic_agent") or None,
+        "intercepts": [item.get("name") for item in user.get("intercepts") or [] if isinstance(item, dict)],
+        "connections": 1 if user.get("running") else 0,
+    }
+
+
+def _first_connected(connections):
+    for item in connections:
+        if normalize_status(item)["connected"]:
+            return item
+    return None
+
+
+def _mapping(value):
+    return value if isinstance(value, dict) else {}
+
+
+def workloads_from_list(data):
+    """The WorkloadInfo list of ``list --output json`` (envelope payload or 2.29+ bare array)."""
+    if isinstance(data, dict):
+        data = data.get("workloads") or data.get("stdout") or []
+    return [item for item in data or [] if isinstance(item, dict)]
+
+
+def intercepts_from_list(data):
+    """Every intercept in ``list`` output, normalised; accepts ``intercept_info`` and ``intercept_infos``."""
+    found = []
+    for workload in workloads_from_list(data):
+        infos = workload.get("intercept_info")
+        if infos is None:
+            infos = workload.get("intercept_infos")
+        for info in infos or []:
+            if isinstance(info, dict):
+                found.append(normalize_intercept(info, workload))
+    return found
+
+
+def normalize_intercept(info, workload=None):
+    """One intercept from a list ``intercept_info`` element or an ``intercept --detailed-output`` object."""
+    workload = workload or {}
+    spec = _mapping(info.get("spec"))
+    environment = info.get("environment") or {}
+    return {
+        "id": info.get("id") or None,
+        "name": spec.get("name") or info.get("name"),
+        "disposition": disposition_name(info.get("disposition")),
+        "message": info.get("message") or None,
+        "client": spec.get("client") or None,
+        "workload": spec.get("agent") or workload.get("name") or None,
+        "workload_kind": spec.get("workload_kind") or info.get("workload_kind")
+        or workload.get("workload_resource_type") or None,
+        "namespace": spec.get("namespace") or workload.get("namespace") or None,
+        "service": spec.get("service_name") or None,
+        "service_port": _service_port(spec, info),
+        "local_port": _int_or_none(spec.get("target_port") or info.get("target_port")),
+        "target_host": spec.get("target_host") or info.get("target_host") or None,
+        "environment_names": sorted(environment) if isinstance(environment, dict) else [],
+        "mount": info.get("mount") if isinstance(info.get("mount"), dict) else None,
+    }
+
+
+def _service_port(spec, info):
+    """The service port identifier an intercept targets: its name when it has one, else its number."""
+    for key in ("port_identifier", "service_port_name", "service_port_identifier"):
+        if spec.get(key):
+            return str(spec[key])
+    for key in ("port_id", "service_port_id"):
+        if info.get(key):
+            return str(info[key])
+    number = spec.get("service_port")
+    return str(number) if number else None
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def disposition_name(value):
+    """``ACTIVE`` for 1 or ``"ACTIVE"``: list prints integers, intercept prints strings."""
+    if isinstance(value, int):
+        return DISPOSITIONS.get(value, str(value))
+    return str(value).upper() if value else None

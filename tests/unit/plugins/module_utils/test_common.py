@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.devloop.telepresence.plugins.module_utils import common
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, **params):
+        self.params = params
+
+    def fail_json(self, **kwargs):
+        raise Failed(kwargs)
+
+
+@pytest.mark.parametrize("value", ["app", "ambassador", "a", "a-1", "x" * 63, "0abc"])
+def test_dns1123_ok(value):
+    assert common.dns1123_label_problem(value) is None
+
+
+@pytest.mark.parametrize("value", ["", "App", "-a", "a-", "a_b", "a.b", "x" * 64, "app; rm -rf /"])
+def test_dns1123_bad(value):
+    assert common.dns1123_label_problem(value)
+
+
+def test_check_dns1123_names_option_and_form():
+    with pytest.raises(Failed) as info:
+        common.check_dns1123_labels(FakeModule(manager_namespace="Ambassador"), "manager_namespace")
+    msg = info.value.args[0]["msg"]
+    assert msg.startswith("manager_namespace 'Ambassador'") and "DNS-1123 label" in msg
+
+
+def test_check_positive():
+    common.check_positive(FakeModule(timeout=1), "timeout")
+    with pytest.raises(Failed, match="timeout must be a positive number"):
+        common.check_positive(FakeModule(timeout=-3), "timeout")
+    with pytest.raises(Failed):
+        common.check_positive(FakeModule(timeout=0), "timeout")
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1])
+def test_check_port_bad(port):
+    with pytest.raises(Failed, match="port must be a TCP port between 1 and 65535"):
+        common.check_port(FakeModule(port=port), "port")
+
+
+def test_check_port_ok():
+    common.check_port(FakeModule(port=8000), "port")
+    common.check_port(FakeModule(port=None), "port")
+
+
+def test_argument_spec_merges_and_copies():
+    spec = common.argument_spec(name=dict(type="str", required=True), timeout=dict(type="int", default=5))
+    assert spec["name"]["required"] and spec["timeout"]["default"] == 5
+    assert common.COMMON_ARGUMENT_SPEC["timeout"]["default"] == 60
+    assert spec["kubeconfig"]["fallback"][1] == ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"]
+    assert spec["manager_namespace"]["default"] == "ambassador"
+
+
+def test_fail_with_passes_error_details():
+    class Err(Exception):
+        def details(self):
+            return {"command": ["tp", "x"], "rc": 1}
+    with pytest.raises(Failed) as info:
+        common.fail_with(FakeModule(), Err("boom"), changed=False)
+    assert info.value.args[0] == {"msg": "boom", "command": ["tp", "x"], "rc": 1, "changed": False}
+
+
+@pytest.mark.parametrize("raw, expected", [("v2.24.0", "2.24.0"), ("2.24.0", "2.24.0"), ("", None), (None, None)])
+def test_strip_v(raw, expected):
+    assert common.strip_v(raw) == expected
