@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from ansible.module_utils.basic import env_fallback
@@ -17,6 +18,11 @@ COMMON_ARGUMENT_SPEC = dict(
                            fallback=(env_fallback, ["TELEPRESENCE_MANAGER_NAMESPACE"])),
     timeout=dict(type="int", default=60),
 )
+
+# Kubeconfig keys whose values are credentials, in YAML (key: value) or JSON ("key": "value") spelling.
+KUBECONFIG_SECRET_RE = re.compile(
+    r"""["']?(token|password|client-key-data|id-token|refresh-token|access-token|client-secret)["']?\s*:\s*"""
+    r"""["']?([^"'\s,}]+)""")
 
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_LABEL_FORM = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
@@ -84,3 +90,27 @@ def strip_v(version):
     if not version:
         return None
     return str(version)[1:] if str(version).startswith("v") else str(version)
+
+
+def kubeconfig_secrets(kubeconfig=None):
+    """Credential values found in the kubeconfig file(s) a task uses, so they can be censored.
+
+    A pattern rather than a YAML parser: the managed host may lack PyYAML, and a missed structure only
+    means a value is not censored, never that the task fails.
+    """
+    paths = (kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)
+    found = set()
+    for path in paths:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as handle:
+                text = handle.read(1024 * 1024)
+        except (OSError, ValueError):
+            continue
+        found.update(value for _key, value in KUBECONFIG_SECRET_RE.findall(text) if len(value) >= 6)
+    return found
+
+
+def protect_kubeconfig_secrets(module):
+    """Add the kubeconfig's credentials to the values Ansible censors in results and logs."""
+    for value in kubeconfig_secrets(module.params.get("kubeconfig")):
+        module.no_log_values.add(value)

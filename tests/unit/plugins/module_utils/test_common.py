@@ -75,3 +75,35 @@ def test_fail_with_passes_error_details():
 @pytest.mark.parametrize("raw, expected", [("v2.24.0", "2.24.0"), ("2.24.0", "2.24.0"), ("", None), (None, None)])
 def test_strip_v(raw, expected):
     assert common.strip_v(raw) == expected
+
+
+YAML_KUBECONFIG = """apiVersion: v1
+users:
+- name: dev
+  user:
+    token: abcdef123456
+    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVkt
+- name: basic
+  user:
+    password: "hunter2-long"
+    username: admin
+"""
+
+
+def test_kubeconfig_secrets_yaml_and_json(tmp_path):
+    yaml_file = tmp_path / "config"
+    yaml_file.write_text(YAML_KUBECONFIG)
+    json_file = tmp_path / "config.json"
+    json_file.write_text('{"users": [{"name": "s", "user": {"token": "sandbox-token-0123456789"}}]}')
+    found = common.kubeconfig_secrets("%s:%s:%s" % (yaml_file, json_file, tmp_path / "missing"))
+    assert found == {"abcdef123456", "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVkt", "hunter2-long", "sandbox-token-0123456789"}
+    assert "admin" not in found
+
+
+def test_protect_kubeconfig_secrets_feeds_no_log_values(tmp_path):
+    path = tmp_path / "config"
+    path.write_text(YAML_KUBECONFIG)
+    module = FakeModule(kubeconfig=str(path))
+    module.no_log_values = set()
+    common.protect_kubeconfig_secrets(module)
+    assert "abcdef123456" in module.no_log_values
