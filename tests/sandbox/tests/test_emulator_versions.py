@@ -1,0 +1,138 @@
+"""Per-version behaviour of the emulator (2.20.2, 2.25.0, 2.29.0, 2.30.0) against the facts sheet."""
+import json
+
+import pytest
+
+
+CONNECT = ('connect', '-n', 'app')
+
+
+@pytest.fixture
+def manager(tp):
+    tp.ensure_manager('2.24.0')
+    yield tp
+    tp.remove_agents()
+
+
+# --------------------------------------------------------------------------------------------- 2.20.2
+
+def test_emulator_v2_20_status_and_version_text(tp):
+    assert tp.run('2.20.2', 'status').out == ('User Daemon: Not running\nRoot Daemon: Not running\n'
+                                              'Traffic Manager: Not connected\n')
+    assert tp.run('2.20.2', 'version', '--output', 'json').json()['stdout'].startswith('OSS Client : v2.20.2\n')
+
+
+def test_emulator_v2_20_session_commands(manager):
+    tp = manager
+    connect = tp.run('2.20.2', *CONNECT)
+    assert connect.out == ('Launching Telepresence User Daemon\nLaunching Telepresence Root Daemon\n'
+                           f'Connected to context sandbox, namespace app ({tp.env["TP_SANDBOX_API"]})\n')
+    intercept = tp.run('2.20.2', 'intercept', 'fresh-app', '--port', '8180:http', '--mount=false', '--output', 'json')
+    assert intercept.rc == 0, intercept
+    envelope = intercept.json()                 # 2.20: the info text lands in the envelope's stdout
+    assert envelope['cmd'] == 'intercept' and envelope['stdout'].startswith('Using Deployment fresh-app\n')
+    workloads = tp.run('2.20.2', 'list', '--output', 'json').json()['stdout']
+    fresh = next(w for w in workloads if w['name'] == 'fresh-app')
+    assert fresh['intercept_infos'][0]['disposition'] == 1 and 'intercept_info' not in fresh
+    assert 'sidecar' in fresh and 'agent_version' not in fresh
+    assert tp.run('2.20.2', 'status', '--output', 'json').json()['user_daemon']['version'] == '2.20.2'
+    leave = tp.run('2.20.2', 'leave', 'nope')
+    assert leave.err == 'telepresence leave: error: Intercept named "nope" not found\n'
+    assert tp.run('2.20.2', 'uninstall').err == 'telepresence uninstall: error: please specify --agent or --all-agents\n'
+    assert tp.run('2.20.2', 'uninstall', '--agent', 'fresh-app').rc == 0
+    assert tp.run('2.20.2', 'quit', '-s').out == 'Telepresence Daemons quitting...done\n'
+
+
+def test_emulator_v2_20_refuses_newer_flags(tp):
+    assert tp.run('2.20.2', 'helm', 'install', '--version', '2.20.2').err == \
+        'telepresence helm install: error: unknown flag: --version\n'
+    assert tp.run('2.20.2', 'connect', '--reroute-local', 'x').err == \
+        'telepresence connect: error: unknown flag: --reroute-local\n'
+    assert 'unknown flag: --format' in tp.run('2.20.2', 'version', '--format', 'json').err
+
+
+def test_emulator_v2_20_implicit_warning_goes_to_stdout(manager):
+    tp = manager
+    result = tp.run('2.20.2', 'list', '-n', 'app')
+    assert result.out.startswith('Launching Telepresence User Daemon\nLaunching Telepresence Root Daemon\n'
+                                 'Warning: You are executing the "telepresence list [flags]" command without a preceding '
+                                 '"telepresence connect", causing an implicit connect to take place.')
+    assert 'fresh-app' in result.out and 'ready to intercept (traffic-agent not yet installed)' in result.out
+    quiet = tp.run('2.20.2', 'list', '-n', 'app', '--output', 'json')
+    assert 'Warning' not in quiet.out + quiet.err
+
+
+# --------------------------------------------------------------------------------------------- 2.25.0
+
+def test_emulator_v2_25_http_filters(manager):
+    tp = manager
+    assert tp.run('2.25.0', *CONNECT).rc == 0
+    result = tp.run('2.25.0', 'intercept', 'fresh-app', '--port', '8181:http', '--mount=false',
+                    '--http-header', 'x-dev=me', '--output', 'json', '--detailed-output')
+    assert result.rc == 0, result
+    assert result.json()['http_filter'] == ['x-dev=me']
+    assert 'unknown flag: --namespace' in tp.run('2.25.0', 'intercept', 'x', '--namespace', 'app').err
+
+
+def test_emulator_v2_25_refuses_old_manager(tp):
+    tp.ensure_manager('2.20.2')
+    try:
+        result = tp.run('2.25.0', *CONNECT)
+        assert result.rc == 1
+        assert result.err == ('connector.Connect: traffic manager version 2.20.2 is too old. Minimum supported version '
+                              'is 2.21.0, please upgrade\n')
+    finally:
+        (tp.dir / 'state.json').unlink(missing_ok=True)
+        tp.ensure_manager('2.24.0')
+
+
+# --------------------------------------------------------------------------------------------- 2.29.0
+
+def test_emulator_v2_29_format_json(manager):
+    tp = manager
+    version = tp.run('2.29.0', 'version', '--format', 'json')
+    assert version.json() == {'client': 'v2.29.0'} and not version.out.endswith('\n')
+    status = tp.run('2.29.0', 'status', '--format', 'json').json()
+    assert status['user_daemon'] == {}
+    assert tp.run('2.29.0', *CONNECT, '--format', 'json').out == ''
+    listed = tp.run('2.29.0', 'list', '--format', 'json').json()
+    assert isinstance(listed, list) and any(w['name'] == 'fresh-app' for w in listed)
+    info = tp.run('2.29.0', 'intercept', 'fresh-app', '--port', '8182:http', '--mount=false', '--format', 'json')
+    assert info.json()['name'] == 'fresh-app' and info.json()['disposition'] == 'ACTIVE'
+    error = tp.run('2.29.0', 'leave', 'nope', '--format', 'json')
+    assert error.rc == 1 and error.json() == {'error': 'Found no replace, intercept, or ingest named "nope"'}
+    yaml_out = tp.run('2.29.0', 'version', '--format', 'yaml')
+    assert yaml_out.out.startswith('client: v2.29.0\nroot_daemon: v2.29.0\n')
+    assert tp.run('2.29.0', 'leave', 'fresh-app', '--namespace', 'app').rc == 0
+
+
+def test_emulator_v2_29_output_deprecated(tp):
+    legacy = tp.run('2.29.0', 'status', '--output', 'json')
+    assert legacy.rc == 0 and legacy.err == 'Flag --output has been deprecated, use --format instead\n'
+    assert json.loads(legacy.out)['traffic_manager'] == {'name': '', 'traffic_agent': '', 'version': ''}
+    both = tp.run('2.29.0', 'status', '--output', 'json', '--format', 'json')
+    assert both.rc == 1 and 'if any flags in the group [format output] are set none of the others can be' in both.err
+
+
+def test_emulator_v2_29_intercept_namespace_flag(manager):
+    tp = manager
+    assert tp.run('2.29.0', 'connect').rc == 0                 # connected to `default`
+    result = tp.run('2.29.0', 'intercept', 'fresh-app', '--namespace', 'app', '--port', '8183:http',
+                    '--mount=false', '--format', 'json')
+    assert result.rc == 0, result
+    assert tp.state()['intercepts'][0]['namespace'] == 'app'
+
+
+# --------------------------------------------------------------------------------------------- 2.30.0
+
+def test_emulator_v2_30_detach_and_leave_alias(manager):
+    tp = manager
+    assert tp.run('2.30.0', *CONNECT).rc == 0
+    assert tp.run('2.30.0', 'intercept', 'fresh-app', '--port', '8184:http', '--mount=false').rc == 0
+    assert tp.run('2.30.0', 'detach', 'fresh-app').rc == 0
+    missing = tp.run('2.30.0', 'detach', 'fresh-app')
+    assert missing.err == 'telepresence detach: error: Found no replace, intercept, or ingest named "fresh-app"\n'
+    assert tp.run('2.30.0', 'intercept', 'fresh-app', '--port', '8184:http', '--mount=false').rc == 0
+    alias = tp.run('2.30.0', 'leave', 'fresh-app')
+    assert alias.rc == 0 and 'Command "leave" is deprecated' in alias.err
+    assert 'detach' in tp.run('2.30.0', '--help').out and 'leave' not in tp.run('2.30.0', '--help').out
