@@ -53,6 +53,7 @@ notes:
 """
 
     KUBERNETES = r"""
+options: {}
 requirements:
   - The C(kubernetes) Python library on the host that runs the task (C(pip install kubernetes)).
 """

@@ -43,6 +43,11 @@ class TelepresenceError(Exception):
         self.stderr = stderr
         self.timed_out = timed_out
 
+    def __str__(self):
+        # msg may be rewritten after raising (connection.connect turns a sudo prompt into instructions), and
+        # fail_with reports str(error): both must say the same.
+        return self.msg
+
     def details(self):
         """The fields a module adds to ``fail_json`` next to ``msg``."""
         details = {}

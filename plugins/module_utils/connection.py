@@ -105,6 +105,10 @@ def ensure_connected(runner, spec, reconnect=True, check_mode=False):
     action = "reconnected" if diff else "connected"
     if check_mode:
         return {"changed": True, "action": action, "before": before, "status": before}
+    # Before quit, so a session is never given up for a connect that cannot start its root daemon; and only when
+    # connect will have to start one (quit keeps a host root daemon running).
+    if needs_root_daemon(before, spec):
+        check_sudo(runner)
     if diff:
         runner.run(["quit"])
     connect(runner, spec)
@@ -115,10 +119,13 @@ def ensure_connected(runner, spec, reconnect=True, check_mode=False):
     return {"changed": True, "action": action, "before": before, "status": after}
 
 
+def needs_root_daemon(status, spec):
+    """Whether connect for ``spec`` must start a host root daemon (docker mode has none)."""
+    return not spec.docker and not (status["root_daemon_running"] and not status["in_docker"])
+
+
 def connect(runner, spec):
     """Run connect, turning the two classic traps (sudo prompt, stale daemons) into instructions."""
-    if not spec.docker:
-        check_sudo(runner)
     try:
         runner.run_json(connect_args(runner, spec))
     except TelepresenceError as exc:
