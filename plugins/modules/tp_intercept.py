@@ -1,0 +1,718 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: tp_intercept
+short_description: Route a workload's Service traffic to a local port with an idempotent Telepresence intercept
+version_added: 0.1.0
+description:
+  - Makes sure an intercept named O(name) routes the traffic of a workload's Service port to a port on this host
+    (C(telepresence intercept)), or that there is no such intercept (C(telepresence leave), C(detach) on 2.30+).
+  - Before touching Telepresence, checks with the Kubernetes API that the namespace, the workload (Deployment,
+    StatefulSet or ReplicaSet), a Service selecting it and the Service port exist; each failure names what exists.
+  - An intercept of this client with that name and the same workload, namespace, service port and local port that is
+    C(ACTIVE) is left alone, so a re-run makes only the C(status) and C(list) calls and reports no change.
+    The same name with another mapping is left and created again.
+  - Never causes an implicit connect. Before C(list), C(intercept) or C(leave) there is a session the module checked;
+    when there is none, it connects (C(connect --namespace <namespace>)). Clients older than 2.28 have no
+    C(intercept --namespace), so a session scoped to another namespace is quit and connected again in O(namespace);
+    on 2.28 and newer, C(--namespace) is passed to C(intercept) and any session namespace is fine.
+  - Returns the names of the workload's environment variables, never their values.
+author:
+  - devloop.telepresence maintainers (@devloop)
+requirements:
+  - The C(kubernetes) Python library on the host that runs the task (C(pip install kubernetes)), for the pre-flight.
+extends_documentation_fragment:
+  - devloop.telepresence.common
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Runs the pre-flight and the read-only C(status), C(version) and C(list) calls, and reports the action
+      that would be taken (RV(action)) without connecting, creating or leaving anything.
+  diff_mode:
+    support: full
+    details: Shows whether the intercept is present, and its workload, service port and local port, before and after.
+  platform:
+    platforms: posix
+options:
+  name:
+    description:
+      - Name of the intercept. Must be a DNS-1123 label.
+    type: str
+    required: true
+    version_added: 0.1.0
+  workload:
+    description:
+      - The Deployment, StatefulSet or ReplicaSet to intercept. Defaults to O(name). Must be a DNS-1123 label.
+    type: str
+    version_added: 0.1.0
+  service:
+    description:
+      - The Service whose port is intercepted (C(--service)). It must select the workload.
+      - When not set, the one Service in O(namespace) that selects the workload; when several do, this must be set.
+      - Must be a DNS-1123 label.
+    type: str
+    version_added: 0.1.0
+  namespace:
+    description:
+      - Namespace of the workload. Must be a DNS-1123 label.
+    type: str
+    default: default
+    version_added: 0.1.0
+  port:
+    description:
+      - Local port (1-65535) the intercepted traffic is sent to. Required with O(state=present).
+    type: int
+    version_added: 0.1.0
+  service_port:
+    description:
+      - The Service port to intercept, by name (for example V(http)) or number (for example V(80)).
+      - Passed as C(--port <port>:<service_port>).
+    type: str
+    default: http
+    version_added: 0.1.0
+  env_file:
+    description:
+      - Absolute path of a file that receives the workload's environment (C(--env-file), docker syntax).
+      - Written with mode C(0600), and only as a whole file (moved into place after the intercept succeeded).
+      - Written when the intercept is created; a missing file makes the module create the intercept again.
+    type: path
+    version_added: 0.1.0
+  env_json:
+    description:
+      - Absolute path of a file that receives the workload's environment as a JSON object (C(--env-json)).
+      - Same handling as O(env_file).
+    type: path
+    version_added: 0.1.0
+  mount:
+    description:
+      - Mount the workload's volumes locally (C(--mount=true), needs sshfs/FUSE). The default passes C(--mount=false).
+    type: bool
+    default: false
+    version_added: 0.1.0
+  http_headers:
+    description:
+      - Intercept only requests carrying these HTTP headers (C(--http-header name=value), one per header).
+      - A dict of header names to values, or a list of V(name=value) strings.
+      - Only clients 2.25 and newer have C(--http-header). With older clients the headers are ignored with a warning
+        (as the seed workflow does), or the task fails when O(strict=true).
+    type: raw
+    version_added: 0.1.0
+  preview_url:
+    description:
+      - Ask for a preview URL. No open-source Telepresence 2.x client has C(--preview-url) (it belonged to the
+        Ambassador Cloud client), so V(true) is ignored with a warning, or fails when O(strict=true).
+    type: bool
+    default: false
+    version_added: 0.1.0
+  strict:
+    description:
+      - Fail instead of warning when O(http_headers) or O(preview_url) cannot be honoured by the client.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  verify_local:
+    description:
+      - Whether to check that something listens on C(127.0.0.1:<port>) with O(state=present).
+      - V(warn) adds a warning when nothing does, V(fail) fails the task before any intercept is made, V(off) skips
+        the check.
+    type: str
+    choices: [warn, fail, 'off']
+    default: warn
+    version_added: 0.1.0
+  wait_timeout:
+    description:
+      - Seconds to wait, after creating the intercept, until C(telepresence list) shows it C(ACTIVE). Must be positive.
+      - When it does not become active in time, the intercept is removed again and the task fails.
+    type: int
+    default: 30
+    version_added: 0.1.0
+  docker:
+    description:
+      - When the module has to connect, connect in docker mode (C(connect --docker)), which needs no root daemon.
+      - Must match the mode of an existing session (as set with M(devloop.telepresence.tp_connection)), or that
+        session is quit and connected again.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  state:
+    description:
+      - V(present) makes sure the intercept exists with this mapping and is active.
+      - V(absent) makes sure it does not exist. When there is no session, there can be no intercept of this client,
+        so nothing is done and the module does not connect.
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.1.0
+notes:
+  - The environment variable values of the workload are cluster secrets. The module registers them as no-log values
+    as soon as it reads them, returns only their names, and never returns the raw output of C(intercept) or C(list).
+    Values shorter than 4 characters and port-like numbers are not masked in other output (they are not secrets and
+    masking them would garble unrelated values such as port numbers); they are never returned either.
+  - A mapping is the workload, namespace, service port and local port. Changing only O(http_headers), O(mount) or the
+    env file options does not re-create an existing active intercept.
+  - On clients older than 2.28, reconnecting to another namespace ends the session's other intercepts; the module
+    warns when that happens.
+  - The re-run without changes makes the C(status) and C(list) calls only (plus C(version) when O(http_headers) is
+    set, to decide whether they are honoured).
+seealso:
+  - module: devloop.telepresence.tp_connection
+  - module: devloop.telepresence.tp_info
+  - module: devloop.telepresence.tp_manager
+  - name: Telepresence intercept reference
+    description: The C(telepresence intercept) command and its flags.
+    link: https://telepresence.io/docs/reference/cli/telepresence_intercept
+"""
+
+EXAMPLES = r"""
+- name: Route fresh-app's http port to the dev server on port 8000 (the seed workflow's tp:intercept)
+  devloop.telepresence.tp_intercept:
+    name: fresh-app
+    namespace: app
+    port: 8000
+    service_port: http
+
+- name: Intercept a multi-port Service's grpc port and keep the workload's environment in a 0600 file
+  devloop.telepresence.tp_intercept:
+    name: multi-port-grpc
+    workload: multi-port
+    service: multi-port
+    namespace: app
+    port: 9090
+    service_port: grpc
+    env_file: "{{ playbook_dir }}/.env.multi-port"
+    verify_local: fail
+
+- name: Intercept only requests with a header (honoured by 2.25+ clients, refused on older ones)
+  devloop.telepresence.tp_intercept:
+    name: fresh-app
+    namespace: app
+    port: 8000
+    http_headers:
+      x-dev-user: alice
+    strict: true
+
+- name: Remove the intercept (the seed workflow's tp:leave)
+  devloop.telepresence.tp_intercept:
+    name: fresh-app
+    namespace: app
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether an intercept or the connection was created, removed or replaced.
+  returned: always
+  type: bool
+  sample: true
+action:
+  description: What was done (or, in check mode, would be done) to the intercept.
+  returned: always
+  type: str
+  choices: [created, recreated, removed, none]
+  sample: created
+intercept:
+  description: The intercept after the task (in check mode, before it), or null when there is none.
+  returned: always
+  type: dict
+  sample:
+    id: 4f7c0c58-3a0e-4c5e-9a43-1b0c2b7e1a11:fresh-app
+    name: fresh-app
+    disposition: ACTIVE
+    message: null
+    client: dev@laptop
+    workload: fresh-app
+    workload_kind: Deployment
+    namespace: app
+    service: fresh-app
+    service_port: http
+    local_port: 8000
+    target_host: 127.0.0.1
+    ports: ["8000:http"]
+    mount: false
+    environment_names: [API_TOKEN, TELEPRESENCE_CONTAINER, TELEPRESENCE_INTERCEPT_ID]
+  contains:
+    id:
+      description: The intercept's ID.
+      type: str
+    name:
+      description: The intercept's name.
+      type: str
+    disposition:
+      description: Its state as the traffic manager reports it, for example V(ACTIVE) or V(WAITING).
+      type: str
+    message:
+      description: The traffic manager's message about the disposition, if any.
+      type: str
+    client:
+      description: The client (C(user@host)) that owns the intercept, when reported.
+      type: str
+    workload:
+      description: The intercepted workload.
+      type: str
+    workload_kind:
+      description: Its kind, for example V(Deployment).
+      type: str
+    namespace:
+      description: The workload's namespace.
+      type: str
+    service:
+      description: The intercepted Service, when reported.
+      type: str
+    service_port:
+      description: The intercepted Service port, by name or number.
+      type: str
+    local_port:
+      description: The local port traffic is sent to.
+      type: int
+    target_host:
+      description: The local address traffic is sent to.
+      type: str
+    ports:
+      description: The port mappings as C(<local port>:<service port>).
+      type: list
+      elements: str
+    mount:
+      description: V(false) when nothing is mounted, else the mount's C(local_dir), C(remote_dir) and C(error).
+      type: raw
+    environment_names:
+      description: The names of the workload's environment variables. Their values are never returned.
+      type: list
+      elements: str
+connection:
+  description: What was done (or would be done) to the Telepresence session before the intercept was handled.
+  returned: always
+  type: str
+  choices: [none, connected, reconnected]
+  sample: none
+command:
+  description: The argv of the acting CLI call (C(intercept), or C(leave)/C(detach) for O(state=absent)), or null.
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/local/bin/telepresence, intercept, fresh-app, --workload, fresh-app, --port, "8000:http", --mount=false,
+           --detailed-output, --output, json]
+commands:
+  description: Every CLI argv the module ran, in order.
+  returned: always
+  type: list
+  elements: list
+  sample: [[/usr/local/bin/telepresence, status, --output, json]]
+reasons:
+  description: Why an existing intercept is re-created (how its mapping or state differs from the wanted one).
+  returned: when RV(action) is V(recreated) because of an existing intercept of this namespace
+  type: list
+  elements: str
+  sample: ["local port 8000, wanted 8001"]
+diff:
+  description: The intercept's presence and mapping before and after, when diff mode is on.
+  returned: when diff mode is on
+  type: dict
+  sample:
+    before: {present: false, workload: null, service_port: null, local_port: null}
+    after: {present: true, workload: fresh-app, service_port: http, local_port: 8000}
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import LEAVE_NOT_FOUND_RE
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
+    TelepresenceCli,
+    TelepresenceError,
+    decode_json_output,
+    failure_message,
+)
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import (
+    argument_spec,
+    check_common,
+    check_dns1123_labels,
+    check_port,
+    check_positive,
+    fail_with,
+)
+from ansible_collections.devloop.telepresence.plugins.module_utils.connection import (
+    ConnectionSpec,
+    differences,
+    ensure_connected,
+)
+from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
+    FAILED_DISPOSITIONS,
+    WITHHELD,
+    EnvFiles,
+    PreflightError,
+    describe_intercept,
+    env_file_values,
+    env_path_problem,
+    environment_values,
+    find_own,
+    header_list,
+    local_port_listening,
+    mapping,
+    mapping_problems,
+    own_intercepts,
+    preflight,
+    service_port_problem,
+)
+from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+
+POLL_SECONDS = 1.0
+ALREADY_EXISTS_TEXT = "already exists"
+
+
+def module_spec():
+    return argument_spec(
+        name=dict(type="str", required=True),
+        workload=dict(type="str"),
+        service=dict(type="str"),
+        namespace=dict(type="str", default="default"),
+        port=dict(type="int"),
+        service_port=dict(type="str", default="http"),
+        env_file=dict(type="path"),
+        env_json=dict(type="path"),
+        mount=dict(type="bool", default=False),
+        http_headers=dict(type="raw"),
+        preview_url=dict(type="bool", default=False),
+        strict=dict(type="bool", default=False),
+        verify_local=dict(type="str", default="warn", choices=["warn", "fail", "off"]),
+        wait_timeout=dict(type="int", default=30),
+        docker=dict(type="bool", default=False),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# input
+# ---------------------------------------------------------------------------------------------------------------
+
+def validate(module):
+    """Fail naming the option for every input that cannot work; return the normalised header list."""
+    params = module.params
+    check_common(module)
+    check_dns1123_labels(module, "name", "workload", "service", "namespace")
+    check_positive(module, "wait_timeout")
+    check_port(module, "port")
+    if params["state"] == "present" and params["port"] is None:
+        module.fail_json(msg="port is required with state=present: the local port (1-65535) the traffic goes to")
+    problem = service_port_problem(params["service_port"])
+    if problem:
+        module.fail_json(msg="service_port %r %s" % (params["service_port"], problem))
+    for option in ("env_file", "env_json"):
+        if params[option]:
+            problem = env_path_problem(params[option])
+            if problem:
+                module.fail_json(msg="%s %s" % (option, problem))
+    if params["env_file"] and params["env_json"] and params["env_file"] == params["env_json"]:
+        module.fail_json(msg="env_file and env_json name the same file %s; give them different paths"
+                         % params["env_file"])
+    try:
+        return header_list(params["http_headers"])
+    except ValueError as exc:
+        module.fail_json(msg="http_headers %s" % exc)
+
+
+class Refused(Exception):
+    """The task cannot be done as asked (strict gating, verify_local=fail); nothing was changed."""
+
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+    def details(self):
+        return {}
+
+
+def unsupported(module, what, why):
+    """Ignore an option the client cannot honour with a warning, or fail when strict."""
+    if module.params["strict"]:
+        raise Refused("%s cannot be honoured: %s; remove it, use a client that supports it, or set "
+                      "strict: false to ignore it with a warning" % (what, why))
+    module.warn("%s ignored: %s (set strict: true to fail instead)" % (what, why))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------------------------
+
+def run_listing(module, runner, namespace):
+    """``list`` in the intercept's namespace; every environment value in it becomes a no-log value first."""
+    args = ["list", "--namespace", namespace, "--intercepts"]
+    try:
+        data = runner.run_json(args)
+    except TelepresenceError as exc:
+        raise scrubbed(module, exc, args)
+    module.no_log_values.update(environment_values(data))
+    return data
+
+
+def scrubbed(module, exc, args):
+    """A failure of a command whose output can hold the environment, safe to report.
+
+    Values in output that still decodes become no-log values; output that does not decode is never quoted,
+    not even in the message. The raw stdout is withheld in both cases.
+    """
+    try:
+        module.no_log_values.update(environment_values(decode_json_output(exc.stdout).data))
+    except TelepresenceError:
+        exc.msg = failure_message(args, "", exc.stderr, exc.rc)
+        exc.args = (exc.msg,)
+    if exc.stdout:
+        exc.stdout = WITHHELD
+    return exc
+
+
+def find_existing(module, runner, params, owners, intercept_id=None):
+    data = run_listing(module, runner, params["namespace"])
+    return find_own(data, params["name"], owners, intercept_id)
+
+
+def read_own_status(runner):
+    """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call."""
+    raw = runner.run_json(["status"])
+    return normalize_status(raw), own_intercepts(raw)
+
+
+def plan_connection(runner, status, params):
+    """``(action, spec, caps)``: none, connected or reconnected, with the spec to connect with.
+
+    The client version is asked only when the session is connected in another namespace, the one case where
+    it decides (intercept --namespace exists from 2.28).
+    """
+    spec = ConnectionSpec.from_params(params, namespace=params["namespace"])
+    if not status["connected"]:
+        return "connected", spec, None
+    diff = differences(status, spec)
+    if not diff:
+        return "none", spec, None
+    if differences(status, ConnectionSpec.from_params(params, namespace="")):
+        return "reconnected", spec, None
+    caps = runner.capabilities()
+    return ("none" if caps.has("intercept_namespace") else "reconnected"), spec, caps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# acting
+# ---------------------------------------------------------------------------------------------------------------
+
+def leave(runner, caps, name, namespace):
+    """Leave (detach on 2.30+) the intercept; True when it was there, False when the CLI says it was not."""
+    args = [caps.leave_command(), name]
+    if caps.has("leave_namespace"):
+        args += ["--namespace", namespace]
+    try:
+        runner.run(args)
+    except TelepresenceError as exc:
+        if LEAVE_NOT_FOUND_RE.search("\n".join(filter(None, (exc.msg, exc.stdout, exc.stderr)))):
+            return False
+        raise
+    return True
+
+
+def intercept_args(params, caps, target, headers, env_files):
+    args = ["intercept", params["name"], "--workload", params["workload"], "--service", target["service"],
+            "--port", "%s:%s" % (params["port"], params["service_port"]),
+            "--mount=%s" % ("true" if params["mount"] else "false")]
+    if caps.has("intercept_namespace"):
+        args += ["--namespace", params["namespace"]]
+    if env_files.temp_path("env_file"):
+        args += ["--env-file", env_files.temp_path("env_file")]
+    if env_files.temp_path("env_json"):
+        args += ["--env-json", env_files.temp_path("env_json")]
+    if caps.has("http_filters"):
+        for header in headers:
+            args += ["--http-header", header]
+    return args + ["--detailed-output"]
+
+
+def create(module, runner, caps, params, target, headers):
+    """Run intercept (env files via private temp dirs); return ``(argv, detailed info)``."""
+    destinations = {"env_file": params["env_file"], "env_json": params["env_json"]}
+    with EnvFiles(destinations) as env_files:
+        args = intercept_args(params, caps, target, headers, env_files) + ["--output", "json"]
+        result = runner.run(args, check=False)
+        detailed = decode_secret_output(module, runner, result, params["name"])
+        for path in env_files.written().values():
+            module.no_log_values.update(env_file_values(path))
+        missing = env_files.commit()
+    for option in missing:
+        module.warn("telepresence intercept did not write %s (%s)" % (option, params[option]))
+    return result.argv, detailed
+
+
+def decode_secret_output(module, runner, result, name):
+    """The intercept's detailed output, its environment values registered before any failure can carry them."""
+    try:
+        payload = result.json()
+    except TelepresenceError:
+        payload = None
+    data = payload.data if payload is not None else None
+    module.no_log_values.update(environment_values(data))
+    if payload is not None and not payload.error and result.rc == 0:
+        return data if isinstance(data, dict) else {}
+    message = payload.error if payload is not None and payload.error else None
+    if message is None:
+        message = failure_message(["intercept"], "", result.stderr, result.rc)
+    if ALREADY_EXISTS_TEXT in message:
+        message += ("; an intercept named %s exists that this client does not own or that is outside namespace %s: "
+                    "leave it (or choose another name) first" % (name, module.params["namespace"]))
+    raise TelepresenceError(message, argv=result.argv, rc=result.rc,
+                            stdout=WITHHELD if result.stdout.strip() else "", stderr=result.stderr)
+
+
+def wait_active(module, runner, caps, params, intercept_id):
+    """Poll ``list`` until the intercept is ACTIVE; on failure or timeout, remove it again and fail."""
+    deadline = time.monotonic() + params["wait_timeout"]
+    while True:
+        found, raw = find_existing(module, runner, params, {params["name"]: None}, intercept_id)
+        state = found["disposition"] if found else None
+        if state == "ACTIVE":
+            return found, raw
+        if state in FAILED_DISPOSITIONS or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    if state:
+        reason = "is %s%s" % (state, ": %s" % found["message"] if found.get("message") else "")
+    else:
+        reason = "does not appear in telepresence list"
+    leave(runner, caps, params["name"], params["namespace"])
+    raise TelepresenceError("intercept %s did not become ACTIVE within wait_timeout (%s s): it %s. It was removed "
+                            "again so no half-made intercept stays; check the workload's traffic-agent (telepresence "
+                            "list, the pod's events) and retry, or raise wait_timeout"
+                            % (params["name"], params["wait_timeout"], reason))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# states
+# ---------------------------------------------------------------------------------------------------------------
+
+def present(module, runner, headers, result):
+    params = module.params
+    if params["preview_url"]:
+        unsupported(module, "preview_url", "no open-source Telepresence client has intercept --preview-url")
+    target = preflight(Kube.from_params(params), params["namespace"], params["workload"], params["service"],
+                       params["service_port"])
+    check_local(module)
+    status, owners = read_own_status(runner)
+    connection, spec, caps = plan_connection(runner, status, params)
+    existing = raw = None
+    if connection == "none":
+        existing, raw = find_existing(module, runner, params, owners)
+    wanted = {"workload": params["workload"], "namespace": params["namespace"],
+              "service_port": params["service_port"], "local_port": params["port"]}
+    action, reasons = decide_present(params, status, connection, existing, wanted, target)
+    if headers:
+        caps = caps or runner.capabilities()
+        if not caps.has("http_filters"):
+            unsupported(module, "http_headers", "client %s has no intercept --http-header (2.25 and newer have it)"
+                        % caps.version_string)
+    result.update(connection=connection, action=action,
+                  intercept=describe_intercept(existing, raw) if existing else None,
+                  diff={"before": before_mapping(existing, connection != "none" and params["name"] in status["intercepts"]),
+                        "after": mapping(True, params["workload"], params["service_port"], params["port"])})
+    if reasons:
+        result["reasons"] = reasons
+    if action == "none" or module.check_mode:
+        result["changed"] = action != "none" or connection != "none"
+        return
+    caps = caps or runner.capabilities()
+    if connection != "none":
+        result["connection"] = ensure_connected(runner, spec, reconnect=True)["action"]
+        lost = [item for item in status["intercepts"] if item != params["name"]] if connection == "reconnected" else []
+        if lost:
+            module.warn("reconnected in namespace %s, which ended this session's other intercepts: %s"
+                        % (params["namespace"], ", ".join(lost)))
+    if action == "recreated" and connection == "none":
+        leave(runner, caps, params["name"], params["namespace"])
+    argv, detailed = create(module, runner, caps, params, target, headers)
+    found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
+    result.update(changed=True, command=argv, intercept=describe_intercept(found, raw, detailed))
+
+
+def decide_present(params, status, connection, existing, wanted, target):
+    """``(action, reasons)``: none, created or recreated, and why."""
+    if connection != "none":
+        # A new session has no intercepts; quitting the old one ends them (facts sheet section 7).
+        if params["name"] in status["intercepts"]:
+            return "recreated", ["the session is connected again in namespace %s, which ends its intercepts"
+                                 % params["namespace"]]
+        return "created", []
+    if existing is None:
+        return "created", []
+    problems = mapping_problems(existing, wanted, target)
+    if existing.get("disposition") != "ACTIVE":
+        problems.append("disposition %s, wanted ACTIVE" % existing.get("disposition"))
+    for option in ("env_file", "env_json"):
+        if params[option] and not os.path.exists(params[option]):
+            problems.append("%s %s does not exist" % (option, params[option]))
+    return ("recreated" if problems else "none"), problems
+
+
+def before_mapping(existing, named_in_status):
+    if existing:
+        return mapping(True, existing["workload"], existing["service_port"], existing["local_port"])
+    return mapping(named_in_status)
+
+
+def check_local(module):
+    params = module.params
+    if params["verify_local"] == "off" or local_port_listening(params["port"]):
+        return
+    message = ("nothing is listening on 127.0.0.1:%s (verify_local): start the local server, or the intercepted "
+               "traffic will fail" % params["port"])
+    if params["verify_local"] == "fail":
+        raise Refused(message)
+    module.warn(message)
+
+
+def absent(module, runner, result):
+    params = module.params
+    status, owners = read_own_status(runner)
+    result.update(connection="none", action="none", intercept=None,
+                  diff={"before": mapping(False), "after": mapping(False)})
+    if not status["connected"]:
+        return
+    existing, raw = find_existing(module, runner, params, owners)
+    if existing is None:
+        return
+    result.update(action="removed", intercept=describe_intercept(existing, raw),
+                  diff={"before": mapping(True, existing["workload"], existing["service_port"], existing["local_port"]),
+                        "after": mapping(False)})
+    if module.check_mode:
+        result["changed"] = True
+        return
+    caps = runner.capabilities()
+    removed = leave(runner, caps, params["name"], params["namespace"])
+    result.update(changed=removed, action="removed" if removed else "none", command=runner.commands[-1],
+                  intercept=None)
+
+
+def main():
+    module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
+    params = module.params
+    params["workload"] = params["workload"] or params["name"]
+    headers = validate(module)
+    runner = TelepresenceCli.from_params(module)
+    result = {"changed": False, "action": "none", "intercept": None, "connection": "none", "command": None}
+    try:
+        if params["state"] == "present":
+            present(module, runner, headers, result)
+        else:
+            absent(module, runner, result)
+    except (TelepresenceError, KubeError, PreflightError, Refused) as exc:
+        fail_with(module, exc, commands=runner.commands, action=result["action"], connection=result["connection"])
+    diff = result.pop("diff", None)
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(commands=runner.commands, **result)
+
+
+if __name__ == "__main__":
+    main()
