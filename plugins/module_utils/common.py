@@ -65,6 +65,14 @@ def check_positive(module, *names):
             module.fail_json(msg="%s must be a positive number of seconds, got %s" % (name, value))
 
 
+def check_non_negative(module, *names):
+    """Fail naming the option when a count option is negative."""
+    for name in names:
+        value = module.params.get(name)
+        if value is not None and value < 0:
+            module.fail_json(msg="%s must be 0 or more, got %s" % (name, value))
+
+
 def check_port(module, name, value=None):
     """Fail naming the option when a TCP port is outside 1-65535."""
     value = module.params.get(name) if value is None else value

@@ -47,6 +47,7 @@ def normalize_status(data, client_version=None):
         "manager_namespace": user.get("manager_namespace") or None,
         "mapped_namespaces": list(user.get("mapped_namespaces") or []),
         "connection_name": user.get("name") or None,
+        "executable": user.get("executable") or None,
         "client_version": strip_v(client_version),
         "daemon_version": strip_v(user.get("version")),
         "root_daemon_version": strip_v(root.get("version")),

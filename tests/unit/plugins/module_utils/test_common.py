@@ -107,3 +107,9 @@ def test_protect_kubeconfig_secrets_feeds_no_log_values(tmp_path):
     module.no_log_values = set()
     common.protect_kubeconfig_secrets(module)
     assert "abcdef123456" in module.no_log_values
+
+
+def test_check_non_negative():
+    common.check_non_negative(FakeModule(retries=0), "retries")
+    with pytest.raises(Failed, match="retries must be 0 or more, got -2"):
+        common.check_non_negative(FakeModule(retries=-2), "retries")

@@ -130,3 +130,11 @@ def test_detailed_output_object():
 def test_disposition_names():
     assert [disposition_name(v) for v in (1, 4, 9, "active", None, 42)] == \
         ["ACTIVE", "NO_AGENT", "REMOVED", "ACTIVE", None, "42"]
+
+
+def test_executable_of_the_user_daemon_in_every_shape():
+    assert normalize_status(CONNECTED_2_24)["executable"] is None
+    running = {"user_daemon": {"running": True, "executable": "/opt/tp/telepresence"}}
+    assert normalize_status(running)["executable"] == "/opt/tp/telepresence"
+    assert normalize_status({"connections": [running]})["executable"] == "/opt/tp/telepresence"
+    assert normalize_status({"daemon": {"running": True, "executable": "/x"}})["executable"] == "/x"
