@@ -1,0 +1,699 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tp_binary
+short_description: Install a pinned, checksum-verified Telepresence client
+version_added: 0.1.0
+description:
+  - Makes sure the Telepresence client of a pinned release is available, the way the seed workflow's C(tp:setup)
+    did, but verified, atomic and idempotent.
+  - When O(dest) already holds the pinned version (and matches the known digest, when one is known), nothing
+    happens and exactly one C(telepresence version) call is made.
+  - Otherwise, with O(prefer_system), a C(telepresence) found on E(PATH) that reports the pinned version is used
+    as is and nothing is downloaded.
+  - Otherwise the release artifact C(<base_url>/v<X.Y.Z>/telepresence-<os>-<arch>) is streamed into a temporary
+    file in the folder of O(dest), hashed while it streams, verified against the known digest, made executable
+    (C(0755)), run with C(version) to check it reports the pin, and only then renamed over O(dest) atomically.
+    On any failure the previous O(dest) is untouched and no temporary file is left behind.
+  - Before a binary is replaced, C(telepresence status) tells whether daemons of another version are running;
+    they are stopped with C(telepresence quit -s), because the next C(connect) would otherwise fail with a
+    version mismatch.
+  - "Checksum precedence: the O(checksum) option, then the digest listed for the artifact in O(checksum_url),
+    then the built-in table of published digests. Whichever is known is always enforced. An explicit digest that
+    differs from the published one wins (for example an internal rebuild) and a warning says so."
+  - Several runs at once on the same O(dest) (or the same folder) are serialised by a lock on the folder itself,
+    which leaves no file behind; each run succeeds and one valid binary remains.
+author:
+  - devloop.telepresence maintainers (@devloop)
+options:
+  version:
+    description:
+      - Release to install, V(X.Y.Z) or V(vX.Y.Z), for example V(v2.24.0).
+      - Partial versions (V(2.24)), V(latest) and anything else that is not an exact release are refused so the
+        pin stays reproducible.
+      - When not set, E(TELEPRESENCE_VERSION), then V(v2.24.0).
+    type: str
+    default: v2.24.0
+    version_added: 0.1.0
+  dest:
+    description:
+      - Path of the client executable to manage.
+      - Must be absolute after C(~) expansion, and must not be an existing folder. Missing parent folders are
+        created (mode C(0755)).
+    type: path
+    default: ~/.local/bin/telepresence
+    version_added: 0.1.0
+  state:
+    description:
+      - V(present) installs or validates the client.
+      - V(absent) removes O(dest); daemons started from it are stopped first (C(quit -s)), and only when some
+        run. An O(dest) that does not exist is left alone (C(changed=false)).
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.1.0
+  prefer_system:
+    description:
+      - Use the first C(telepresence) on E(PATH) (other than O(dest)) when it reports the pinned version; nothing
+        is downloaded then and RV(source=system).
+      - O(dest) is inspected first; when it already holds the pin it is used and E(PATH) is not searched.
+      - A system binary is accepted on its version alone (distribution packages build their own binaries);
+        RV(checksum_verified) says whether it matches a digest known without a download.
+    type: bool
+    default: true
+    version_added: 0.1.0
+  base_url:
+    description:
+      - Base URL of the release downloads, in GitHub's layout C(<base_url>/v<X.Y.Z>/telepresence-<os>-<arch>).
+      - An air-gapped mirror is just another base URL.
+      - Must be C(https://), or C(http://) with O(allow_insecure_http=true).
+    type: str
+    default: https://github.com/telepresenceio/telepresence/releases/download
+    version_added: 0.1.0
+  checksum:
+    description:
+      - Expected SHA-256 digest of the artifact, V(sha256:<64 hex digits>) or the 64 hex digits alone.
+      - Takes precedence over O(checksum_url) and over the built-in table.
+    type: str
+    version_added: 0.1.0
+  checksum_url:
+    description:
+      - URL of a checksum file with C(<hex>  <name>) lines (C(sha256sum) output), or holding a single digest.
+        Binary-mode lines C(<hex> *<name>) and BSD-style lines (C(SHA256), the name in parentheses, C(=), the
+        digest) are accepted too.
+      - The line for C(telepresence-<os>-<arch>) is used. When the file lists no such line, a warning is given and
+        the built-in table is consulted.
+      - Fetched (with the same O(timeout), O(retries) and O(validate_certs)) only outside check mode.
+      - Must be C(https://), or C(http://) with O(allow_insecure_http=true).
+    type: str
+    version_added: 0.1.0
+  checksum_policy:
+    description:
+      - What to do when no digest is known for the artifact (no O(checksum), nothing in O(checksum_url), not in
+        the built-in table).
+      - V(warn) installs it, warns, and returns its digest in RV(sha256) so it can be pinned with O(checksum).
+      - V(require) refuses to download it. An existing O(dest) that already reports the pin is still accepted.
+    type: str
+    choices: [warn, require]
+    default: warn
+    version_added: 0.1.0
+  allow_insecure_http:
+    description:
+      - Allow plain C(http://) in O(base_url) and O(checksum_url), and redirects from C(https://) to C(http://).
+      - Only for a trusted internal mirror; anyone on the network path could replace the binary.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  force:
+    description:
+      - Download and replace O(dest) even when it, or a system binary, already reports the pinned version.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  validate_certs:
+    description:
+      - Verify TLS certificates of O(base_url) and O(checksum_url). Set to V(false) only for a mirror you trust.
+    type: bool
+    default: true
+    version_added: 0.1.0
+  timeout:
+    description:
+      - Seconds one download attempt may take, from the request to the last byte (a stalled or trickling
+        download is stopped, then retried).
+      - Each Telepresence CLI call is limited to the smaller of this value and 60 seconds.
+      - Must be positive.
+    type: int
+    default: 300
+    version_added: 0.1.0
+  retries:
+    description:
+      - How many more download attempts follow a failure that may be transient (HTTP 5xx, 408 or 429, refused or
+        reset connections, timeouts, a body cut short), waiting 1, 2, 4... seconds (at most 30) in between.
+      - A 404 (no such release or platform), other 4xx answers, certificate errors and digest mismatches are never
+        retried.
+      - Must be 0 or more.
+    type: int
+    default: 3
+    version_added: 0.1.0
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Decides from local state only (the file, its digest, one C(version) call of an existing binary); never
+        downloads (not even O(checksum_url)) and never writes.
+  diff_mode:
+    support: full
+    details:
+      - Shows the binary path and version before and after.
+  platform:
+    platforms: posix
+    support: full
+    details:
+      - Linux and macOS (Darwin) on amd64 and arm64. Windows hosts are out of scope for these Python modules.
+requirements:
+  - Linux or macOS on an x86_64/amd64 or aarch64/arm64 CPU.
+notes:
+  - The built-in digests come from the official Homebrew tap and cover v2.24.0 and v2.24.1 for linux-amd64,
+    darwin-amd64 and darwin-arm64. For other versions or platforms give O(checksum) or O(checksum_url), or
+    pin the digest returned in RV(sha256) after a first install.
+  - Release downloads from GitHub publish no checksum file, so O(checksum_url) is mostly useful with a mirror.
+  - In check mode O(checksum_url) is not fetched, so an existing O(dest) that reports the pin is assumed valid
+    when only O(checksum_url) could tell its digest.
+  - Temporary files are named C(.telepresence-*.download) in the folder of O(dest); leftovers of a run that was
+    killed are removed by the next run that installs into that folder.
+  - Windows is not supported; install the client there with the official C(.zip) or setup executable.
+  - As for every module that returns a C(path), ansible-core adds the file's C(uid), C(gid), C(owner), C(group),
+    C(mode), C(state) and C(size) to the result.
+seealso:
+  - module: devloop.telepresence.tp_connection
+  - module: devloop.telepresence.tp_manager
+  - name: Telepresence client installation
+    description: Official installation instructions and release artifacts.
+    link: https://telepresence.io/docs/install/client
+"""
+
+EXAMPLES = r"""
+- name: Install the pinned client into ~/.local/bin (or use a matching system telepresence)
+  devloop.telepresence.tp_binary:
+    version: v2.24.0
+  register: tp_client
+
+- name: Use the installed client in the other modules
+  devloop.telepresence.tp_connection:
+    binary_path: "{{ tp_client.path }}"
+    namespace: app
+
+- name: Upgrade to a release the built-in table does not know, pinning its digest
+  devloop.telepresence.tp_binary:
+    version: 2.25.0
+    checksum: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+
+- name: Install from an internal mirror that publishes sha256sums.txt next to the artifacts
+  devloop.telepresence.tp_binary:
+    version: v2.24.1
+    base_url: https://mirror.example.internal/telepresence/releases
+    checksum_url: https://mirror.example.internal/telepresence/releases/v2.24.1/sha256sums.txt
+    checksum_policy: require
+    dest: /opt/telepresence/bin/telepresence
+
+- name: Always download into a project folder, ignoring a telepresence on PATH
+  devloop.telepresence.tp_binary:
+    dest: "{{ playbook_dir }}/.bin/telepresence"
+    prefer_system: false
+    timeout: 120
+    retries: 5
+
+- name: Remove the client, stopping its daemons first
+  devloop.telepresence.tp_binary:
+    state: absent
+"""
+
+RETURN = r"""
+path:
+  description:
+    - The client to use; O(dest), or the system binary when RV(source=system).
+  returned: always
+  type: str
+  sample: /home/dev/.local/bin/telepresence
+version:
+  description:
+    - Version the client at RV(path) reports (after the change), without C(v); null after O(state=absent).
+  returned: always
+  type: str
+  sample: 2.24.0
+source:
+  description:
+    - Where the client comes from; null after O(state=absent).
+    - V(system) a C(telepresence) on E(PATH), V(existing) O(dest) as it was, V(downloaded) freshly installed (in
+      check mode, would be downloaded).
+  returned: always
+  type: str
+  sample: downloaded
+sha256:
+  description:
+    - SHA-256 of the file at RV(path); null when there is none (check mode before a download, O(state=absent)).
+  returned: always
+  type: str
+  sample: 356f075ee670af4b5a85fc58f548809b6fc683062cf798efc01fcf67b8df2eeb
+checksum_verified:
+  description:
+    - Whether RV(sha256) matched a known digest (O(checksum), O(checksum_url) or the built-in table).
+  returned: always
+  type: bool
+  sample: true
+url:
+  description:
+    - The artifact URL that was (in check mode, would be) downloaded; null when nothing is downloaded.
+  returned: always
+  type: str
+  sample: https://github.com/telepresenceio/telepresence/releases/download/v2.24.0/telepresence-linux-amd64
+platform:
+  description:
+    - Detected C(<os>-<arch>) of the host, as used in artifact names.
+  returned: always
+  type: str
+  sample: linux-amd64
+daemons_stopped:
+  description:
+    - Whether Telepresence daemons were stopped with C(quit -s); daemons of another version are stopped before a
+      replacement, and the daemons of O(dest) before its removal.
+  returned: always
+  type: bool
+  sample: false
+command:
+  description:
+    - The acting CLI call (C(quit -s)) as an argv list, or null when none ran.
+  returned: always
+  type: list
+  elements: str
+  sample: [/home/dev/.local/bin/telepresence, quit, -s]
+commands:
+  description:
+    - Every CLI call the module made, in order, as argv lists (also on failure).
+  returned: always
+  type: list
+  elements: list
+  sample: [[/home/dev/.local/bin/telepresence, version]]
+"""
+
+import os
+import platform
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.devloop.telepresence.plugins.module_utils.binary import (
+    GITHUB_RELEASES,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    BinaryError,
+    DirectoryLock,
+    Downloader,
+    artifact_name,
+    artifact_url,
+    detect_platform,
+    digest_from_checksum_file,
+    nearest_existing_folder,
+    normalize_version,
+    parse_checksum,
+    published_digest,
+    remove_stale_downloads,
+    sha256_of_file,
+    url_problem,
+)
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import check_non_negative, check_positive, fail_with
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+
+CLI_TIMEOUT_MAX = 60
+# Extra time a run waits for a concurrent run on the same folder, on top of that run's download budget.
+LOCK_GRACE_SECONDS = 60
+
+ARGUMENT_SPEC = dict(
+    version=dict(type="str", default="v2.24.0", fallback=(env_fallback, ["TELEPRESENCE_VERSION"])),
+    dest=dict(type="path", default="~/.local/bin/telepresence"),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    prefer_system=dict(type="bool", default=True),
+    base_url=dict(type="str", default=GITHUB_RELEASES),
+    checksum=dict(type="str"),
+    checksum_url=dict(type="str"),
+    checksum_policy=dict(type="str", default="warn", choices=["warn", "require"]),
+    allow_insecure_http=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
+    validate_certs=dict(type="bool", default=True),
+    timeout=dict(type="int", default=300),
+    retries=dict(type="int", default=3),
+)
+
+DIGEST_ORIGINS = {
+    "checksum": "the checksum option",
+    "checksum_url": "checksum_url",
+    "published": "the published digest (built-in table)",
+}
+
+
+class Request:
+    """The validated options, resolved once: version, absolute dest, platform, artifact URL, explicit digest."""
+
+    def __init__(self, module):
+        params = module.params
+        self.state = params["state"]
+        self.version = self._version(module)
+        self.dest = self._dest(module)
+        self.folder = os.path.dirname(self.dest)
+        check_positive(module, "timeout")
+        check_non_negative(module, "retries")
+        self.timeout = params["timeout"]
+        self.retries = params["retries"]
+        for name in ("base_url", "checksum_url"):
+            problem = params[name] is not None and url_problem(params[name], params["allow_insecure_http"])
+            if problem:
+                module.fail_json(msg="%s %r %s" % (name, params[name], problem))
+        self.checksum = None
+        if params["checksum"] is not None:
+            self.checksum = parse_checksum(params["checksum"])
+            if not self.checksum:
+                module.fail_json(msg="checksum %r is not a SHA-256 digest: give sha256:<64 hex digits> or the 64 hex "
+                                     "digits alone" % params["checksum"])
+        try:
+            self.platform = detect_platform(platform.system(), platform.machine())
+        except BinaryError as exc:
+            module.fail_json(msg=str(exc))
+        self.artifact = artifact_name(self.platform)
+        self.url = artifact_url(params["base_url"], self.version, self.platform)
+        self.checksum_url = params["checksum_url"]
+        self.policy = params["checksum_policy"]
+        self.prefer_system = params["prefer_system"]
+        self.force = params["force"]
+
+    @staticmethod
+    def _version(module):
+        raw = module.params["version"]
+        version = normalize_version(raw)
+        if not version:
+            module.fail_json(msg="version %r (from the task or TELEPRESENCE_VERSION) is not a release version: use "
+                                 "X.Y.Z or vX.Y.Z, for example v2.24.0; partial versions and 'latest' are refused so "
+                                 "the pin stays reproducible" % raw)
+        return version
+
+    @staticmethod
+    def _dest(module):
+        dest = module.params["dest"]
+        if not dest or not os.path.isabs(dest):
+            module.fail_json(msg="dest %r must be an absolute path (after ~ expansion), for example "
+                                 "~/.local/bin/telepresence" % dest)
+        if dest.endswith(os.sep) or os.path.isdir(dest):
+            module.fail_json(msg="dest %s is a folder; give the path of the executable itself, for example %s"
+                                 % (dest, os.path.join(dest.rstrip(os.sep), "telepresence")))
+        folder = nearest_existing_folder(os.path.dirname(dest))
+        if not os.path.isdir(folder):
+            module.fail_json(msg="dest %s cannot be created: %s exists and is not a folder" % (dest, folder))
+        return os.path.normpath(dest)
+
+
+class BinaryManager:
+    """Reads the current state, decides, and acts for one tp_binary task."""
+
+    def __init__(self, module, request):
+        self.module = module
+        self.req = request
+        self.commands = []
+        self.acting_command = None
+        self.daemons_stopped = False
+        self.downloader = Downloader(open_url, request.timeout, request.retries,
+                                     validate_certs=module.params["validate_certs"],
+                                     allow_insecure_http=module.params["allow_insecure_http"])
+        self.lock = DirectoryLock(request.folder, request.timeout * (request.retries + 1) + LOCK_GRACE_SECONDS)
+        self._digest = None
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def cli(self, binary):
+        runner = TelepresenceCli(self.module, binary, timeout=min(self.req.timeout, CLI_TIMEOUT_MAX))
+        runner.commands = self.commands  # one ordered record of every call, whichever binary ran it
+        return runner
+
+    def version_of(self, binary):
+        """The version ``binary`` reports, or None when it cannot run or prints no version."""
+        try:
+            return self.cli(binary).client_version()
+        except TelepresenceError:
+            return None
+
+    def inspect(self, path):
+        """``{exists, version, sha256}`` of a binary; runs ``version`` once when it is an executable file."""
+        if not os.path.lexists(path):
+            return {"exists": False, "version": None, "sha256": None}
+        if not os.path.isfile(path):
+            return {"exists": True, "version": None, "sha256": None}
+        runnable = os.access(path, os.X_OK)
+        return {"exists": True, "sha256": sha256_of_file(path), "version": self.version_of(path) if runnable else None}
+
+    def find_system_binary(self):
+        """The first ``telepresence`` on PATH that is not ``dest`` (what a shell would run besides ours)."""
+        own = os.path.realpath(self.req.dest)
+        for folder in os.environ.get("PATH", "").split(os.pathsep):
+            candidate = os.path.join(folder or ".", "telepresence")
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK) and os.path.realpath(candidate) != own:
+                return os.path.abspath(candidate)
+        return None
+
+    def known_digest(self):
+        """``(digest, origin)`` by precedence checksum > checksum_url > built-in table; ``(None, None)`` if unknown.
+
+        In check mode checksum_url is not fetched: the origin is then ``checksum_url`` with an unknown digest.
+        """
+        if self._digest is not None:
+            return self._digest
+        req = self.req
+        published = published_digest(req.version, req.platform)
+        digest, origin = None, None
+        if req.checksum:
+            digest, origin = req.checksum, "checksum"
+        elif req.checksum_url and self.module.check_mode:
+            return None, "checksum_url"
+        elif req.checksum_url:
+            digest = digest_from_checksum_file(
+                self.downloader.fetch_text(req.checksum_url, not_found="checksum_url %s does not exist (HTTP 404)"
+                                           % req.checksum_url), req.artifact)
+            origin = "checksum_url" if digest else None
+            if not digest:
+                self.module.warn("checksum_url %s lists no digest for %s; using the built-in table instead"
+                                 % (req.checksum_url, req.artifact))
+        if digest and published and digest != published:
+            self.module.warn("the digest from %s (%s) differs from the published digest of v%s %s (%s); installing "
+                             "the one you gave" % (DIGEST_ORIGINS[origin], digest, req.version, req.artifact, published))
+        if not digest and published:
+            digest, origin = published, "published"
+        self._digest = (digest, origin)
+        return self._digest
+
+    def existing_is_valid(self, current):
+        """Whether ``dest`` already holds the pin and, when a digest is known, matches it."""
+        if current["version"] != self.req.version:
+            return False
+        digest, origin = self.known_digest()
+        if digest and current["sha256"] != digest:
+            self.module.warn("%s reports v%s but its SHA-256 %s differs from %s (%s); replacing it" % (
+                self.req.dest, self.req.version, current["sha256"], DIGEST_ORIGINS[origin], digest))
+            return False
+        return True
+
+    def local_digest_matches(self, sha256):
+        """Whether a file matches a digest known without the network (checksum option, built-in table)."""
+        known = self.req.checksum or published_digest(self.req.version, self.req.platform)
+        return bool(known) and sha256 == known
+
+    # --- deciding and acting -----------------------------------------------------------------------
+
+    def present(self):
+        req = self.req
+        try:
+            if not self.module.check_mode and os.path.isdir(req.folder):
+                self.lock.acquire()
+            current = self.inspect(req.dest)
+            if not req.force and self.existing_is_valid(current):
+                return self.result(False, current, current, self.used(req.dest, current), "existing")
+            if req.prefer_system and not req.force:
+                found = self.system_binary()
+                if found:
+                    return self.result(False, current, current, found, "system",
+                                       verified=self.local_digest_matches(found["sha256"]))
+            digest, origin = self.known_digest()
+            if not digest and origin is None and req.policy == "require":
+                raise BinaryError("no known SHA-256 digest for v%s %s and checksum_policy is require: give checksum "
+                                  "or checksum_url, or set checksum_policy: warn" % (req.version, req.artifact))
+            self.check_writable()
+            if self.module.check_mode:
+                planned = {"exists": True, "version": req.version, "sha256": None}
+                return self.result(True, current, planned, self.used(req.dest, planned), "downloaded", url=req.url)
+            if not self.lock.held:
+                self.create_folder()
+                self.lock.acquire()
+                # Another run may have installed it while the folder did not exist yet.
+                current = self.inspect(req.dest)
+                if not req.force and self.existing_is_valid(current):
+                    return self.result(False, current, current, self.used(req.dest, current), "existing")
+            installed = self.install(current, digest, origin)
+            return self.result(True, current, installed, self.used(req.dest, installed), "downloaded", url=req.url,
+                               verified=digest is not None)
+        finally:
+            self.lock.release()
+
+    @staticmethod
+    def used(path, state):
+        return {"path": path, "version": state["version"], "sha256": state["sha256"]}
+
+    def system_binary(self):
+        """The system binary as a ``used`` dict when it reports the pin, else None."""
+        system = self.find_system_binary()
+        if not system or self.version_of(system) != self.req.version:
+            return None
+        return {"path": system, "version": self.req.version, "sha256": sha256_of_file(system)}
+
+    def check_writable(self):
+        folder = nearest_existing_folder(self.req.folder)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise BinaryError("dest %s cannot be written: the folder %s is not writable by this user (uid %d); choose "
+                              "another dest or run the task with become" % (self.req.dest, folder, os.geteuid()))
+
+    def create_folder(self):
+        try:
+            os.makedirs(self.req.folder, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise BinaryError("dest %s cannot be written: creating %s failed: %s" % (
+                self.req.dest, self.req.folder, exc.strerror or exc))
+
+    def install(self, current, digest, origin):
+        """Download, verify, test-run and atomically rename the artifact over dest; return the new state."""
+        req = self.req
+        remove_stale_downloads(req.folder)
+        try:
+            fd, temp = tempfile.mkstemp(dir=req.folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        except OSError as exc:
+            raise BinaryError("dest %s cannot be written: creating a temporary file in %s failed: %s" % (
+                req.dest, req.folder, exc.strerror or exc))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                not_found = "v%s has no artifact %s at %s" % (req.version, req.artifact, req.url)
+                sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
+                os.fsync(handle.fileno())
+            self.verify_digest(sha256, digest, origin)
+            os.chmod(temp, 0o755)
+            self.check_reported_version(temp)
+            previous = req.dest if current["version"] else temp
+            self.stop_daemons(previous, lambda status: not daemons_match(status, req.version))
+            os.replace(temp, req.dest)
+            temp = None
+            self.lock.sync()
+        finally:
+            if temp is not None:
+                try:
+                    os.remove(temp)
+                except OSError:
+                    pass
+        return {"exists": True, "version": req.version, "sha256": sha256}
+
+    def verify_digest(self, sha256, digest, origin):
+        req = self.req
+        if digest is None:
+            self.module.warn("no known SHA-256 digest for v%s %s: installed it unverified; its digest is %s, pin it "
+                             "with checksum: sha256:%s (or set checksum_policy: require to refuse unverified "
+                             "downloads)" % (req.version, req.artifact, sha256, sha256))
+            return
+        if sha256 != digest:
+            raise BinaryError("checksum mismatch for %s: the download has SHA-256 %s but %s says %s; nothing was "
+                              "installed" % (req.url, sha256, DIGEST_ORIGINS[origin], digest))
+
+    def check_reported_version(self, temp):
+        req = self.req
+        try:
+            reported = self.cli(temp).client_version()
+        except TelepresenceError as exc:
+            raise BinaryError("the file downloaded from %s does not run as a Telepresence client (%s); nothing was "
+                              "installed" % (req.url, exc.msg))
+        if reported != req.version:
+            raise BinaryError("the file downloaded from %s reports version v%s, not the pinned v%s; nothing was "
+                              "installed" % (req.url, reported, req.version))
+
+    def stop_daemons(self, binary, should_stop):
+        """``quit -s`` with ``binary`` when daemons run and ``should_stop(status)`` says so."""
+        runner = self.cli(binary)
+        try:
+            raw = runner.run_json(["status"])
+        except TelepresenceError as exc:
+            self.module.warn("could not read the daemon status with %s (%s); if Telepresence daemons of another "
+                             "version are running, stop them with 'telepresence quit -s'" % (binary, exc.msg))
+            return
+        status = normalize_status(raw)
+        status["executable"] = os.path.realpath(status["executable"]) if status["executable"] else None
+        if not (status["user_daemon_running"] or status["root_daemon_running"]) or not should_stop(status):
+            return
+        result = runner.run(["quit", "-s"])
+        self.acting_command = result.argv
+        self.daemons_stopped = True
+
+    def absent(self):
+        req = self.req
+        try:
+            if not self.module.check_mode and os.path.isdir(req.folder):
+                self.lock.acquire()
+            if not os.path.lexists(req.dest):
+                return self.result(False, None, None, None, None)
+            current = self.inspect(req.dest)
+            if self.module.check_mode:
+                return self.result(True, current, None, None, None)
+            if current["version"]:
+                own = os.path.realpath(req.dest)
+                self.stop_daemons(req.dest, lambda status: status["executable"] in (None, own))
+            try:
+                os.remove(req.dest)
+            except OSError as exc:
+                raise BinaryError("dest %s cannot be removed: %s" % (req.dest, exc.strerror or exc))
+            self.lock.sync()
+            return self.result(True, current, None, None, None)
+        finally:
+            self.lock.release()
+
+    # --- reporting ---------------------------------------------------------------------------------
+
+    def result(self, changed, dest_before, dest_after, used, source, url=None, verified=None):
+        """The module result.
+
+        ``dest_before``/``dest_after`` describe dest (inspect() dicts, None when no file) for the diff; ``used`` is
+        the binary the task leaves for use (``{path, version, sha256}``), None after state=absent.
+        """
+        used = used or {"path": self.req.dest, "version": None, "sha256": None}
+        if verified is None:
+            digest = self._digest[0] if self._digest else None
+            verified = bool(digest) and used["sha256"] == digest
+        result = dict(changed=changed, path=used["path"], version=used["version"], source=source,
+                      sha256=used["sha256"], checksum_verified=bool(verified and used["sha256"]), url=url,
+                      platform=self.req.platform, daemons_stopped=self.daemons_stopped,
+                      command=self.acting_command, commands=self.commands)
+        if self.module._diff:
+            result["diff"] = {"before": self.diff_view(dest_before), "after": self.diff_view(dest_after)}
+        return result
+
+    def diff_view(self, state):
+        if state and state.get("exists"):
+            return {"path": self.req.dest, "version": state.get("version")}
+        return {"path": None, "version": None}
+
+
+def daemons_match(status, version):
+    """Whether every running daemon is of ``version`` (an unknown daemon version counts as another one)."""
+    versions = [status["daemon_version"] if status["user_daemon_running"] else version,
+                status["root_daemon_version"] if status["root_daemon_running"] else version]
+    return all(found == version for found in versions)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    request = Request(module)
+    manager = BinaryManager(module, request)
+    try:
+        result = manager.present() if request.state == "present" else manager.absent()
+    except TelepresenceError as exc:
+        fail_with(module, exc, commands=manager.commands, platform=request.platform,
+                  daemons_stopped=manager.daemons_stopped)
+    except BinaryError as exc:
+        module.fail_json(msg=str(exc), commands=manager.commands, command=manager.acting_command,
+                         platform=request.platform, daemons_stopped=manager.daemons_stopped)
+    except OSError as exc:
+        module.fail_json(msg="dest %s: %s" % (request.dest, exc), commands=manager.commands,
+                         platform=request.platform, daemons_stopped=manager.daemons_stopped)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
