@@ -125,8 +125,12 @@ class Kube:
             return None
 
     def list(self, api, resource, namespace=None, **selectors):
-        """List objects (label_selector=..., field_selector=...)."""
-        method = getattr(self.api(api), "list_namespaced_%s" % resource if namespace else "list_%s" % resource)
+        """List objects (label_selector=..., field_selector=...); without a namespace, across all of them."""
+        client = self.api(api)
+        if namespace:
+            method = getattr(client, "list_namespaced_%s" % resource)
+        else:  # namespaced kinds list cluster-wide through ..._for_all_namespaces; cluster kinds through list_<kind>
+            method = getattr(client, "list_%s_for_all_namespaces" % resource, None) or getattr(client, "list_%s" % resource)
         args = (namespace,) if namespace else ()
         return self.call("list", _plural(resource), namespace, method, *args, **selectors).items
 
