@@ -1944,26 +1944,36 @@ def cmd_uninstall(ctx):
     namespace = session["namespace"]
     kube = session_kube(session)
     try:
-        deployments = kube.items(ns_path(namespace, "deployments"))
-        by_name = {d["metadata"]["name"]: d for d in deployments}
-        targets = list(by_name.values()) if names is None else []
-        for name in names or []:
-            if name not in by_name:
-                raise CLIError('connector.Uninstall: workload "%s.%s" not found' % (name, namespace))
-            targets.append(by_name[name])
+        if names is None:
+            # --all-agents carries no namespace: the daemon clears agents in every mapped namespace (all of them
+            # when none are mapped), not only in the one the session is connected to.
+            targets = [d for d in all_agent_deployments(kube, session.get("mapped_namespaces")) if has_agent(d)]
+        else:
+            by_name = {d["metadata"]["name"]: d for d in kube.items(ns_path(namespace, "deployments"))}
+            targets = []
+            for name in names:
+                if name not in by_name:
+                    raise CLIError('connector.Uninstall: workload "%s.%s" not found' % (name, namespace))
+                targets.append(by_name[name])
         removed = set()
         for deployment in targets:
-            if has_agent(deployment) or names is not None:
-                remove_agent(kube, deployment)
-                removed.add(deployment["metadata"]["name"])
+            remove_agent(kube, deployment)
+            removed.add((deployment["metadata"]["namespace"], deployment["metadata"]["name"]))
     except KubeError as exc:
         raise CLIError("connector.Uninstall: %s" % exc.message)
     with ctx.store.transaction() as state:
         # without its agent an intercept cannot survive
-        gone = [i["name"] for i in state["intercepts"] if i["namespace"] == namespace and i["workload"] in removed]
+        gone = [i["name"] for i in state["intercepts"] if (i["namespace"], i["workload"]) in removed]
         state["intercepts"] = [i for i in state["intercepts"] if i["name"] not in gone]
         for name in gone:
             state["intercept_extras"].pop(name, None)
+
+
+def all_agent_deployments(kube, mapped_namespaces):
+    """Deployments in the mapped namespaces, or cluster-wide when none are mapped."""
+    if mapped_namespaces:
+        return [d for ns in mapped_namespaces for d in kube.items(ns_path(ns, "deployments"))]
+    return kube.items("/apis/apps/v1/deployments")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -421,6 +421,20 @@ def test_emulator_uninstall(manager):
     assert deprecated.rc == 0 and "--agent is deprecated (it's the default, so the flag has no effect)" in deprecated.err
 
 
+def test_emulator_uninstall_all_agents_reaches_every_namespace(manager):
+    tp = manager
+    assert tp.run(V, *CONNECT).rc == 0
+    assert tp.run(V, 'intercept', 'fresh-app', '--port', '8095:http', '--mount=false').rc == 0
+    assert tp.run(V, 'quit').rc == 0
+    # a session in another namespace: --all-agents carries no namespace, so app's agent goes too
+    assert tp.run(V, 'connect', '-n', 'default', '--manager-namespace', 'ambassador').rc == 0
+    result = tp.run(V, 'uninstall', '--all-agents')
+    assert (result.rc, result.out) == (0, ''), result
+    k = kube_client(tp.env)
+    assert not has_agent(k, 'fresh-app')
+    assert 'fresh-app' not in (k.core.read_namespaced_config_map('telepresence-agents', 'app').data or {})
+
+
 # --------------------------------------------------------------------------------------------- cli faults / log
 
 @pytest.mark.parametrize('output, expect', [
