@@ -28,6 +28,17 @@ DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_LABEL_FORM = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
 
 
+class TaskError(Exception):
+    """A task that cannot be done as asked; the message says why and what to do. Carries no CLI details."""
+
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+    def details(self):
+        return {}
+
+
 def argument_spec(**module_options):
     """The common options merged with a module's own (the module's win on a name clash)."""
     spec = {name: dict(option) for name, option in COMMON_ARGUMENT_SPEC.items()}

@@ -14,11 +14,9 @@ import shutil
 import socket
 import tempfile
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import (
-    normalize_intercept,
-    workloads_from_list,
-)
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
 # or doubled '-'.
@@ -37,15 +35,8 @@ WITHHELD = "(withheld: this command's output can hold the workload's environment
 FAILED_DISPOSITIONS = frozenset(("NO_MECHANISM", "NO_PORTS", "AGENT_ERROR", "BAD_ARGS", "REMOVED"))
 
 
-class PreflightError(Exception):
+class PreflightError(TaskError):
     """Something the intercept needs is missing in the cluster; the message says what exists instead."""
-
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
-
-    def details(self):
-        return {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,16 +230,8 @@ def to_dict(kube, obj):
 # ---------------------------------------------------------------------------------------------------------------
 
 def intercepts_in(data):
-    """``[(normalised, raw)]`` for every intercept in ``list`` output (``intercept_info`` or ``intercept_infos``)."""
-    found = []
-    for workload in workloads_from_list(data):
-        infos = workload.get("intercept_info")
-        if infos is None:
-            infos = workload.get("intercept_infos")
-        for info in infos or []:
-            if isinstance(info, dict):
-                found.append((normalize_intercept(info, workload), info))
-    return found
+    """``[(normalised, raw)]`` for every intercept in ``list`` output."""
+    return [(normalize_intercept(info, workload), info) for info, workload in raw_intercepts(data)]
 
 
 def own_intercepts(status):

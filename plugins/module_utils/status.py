@@ -76,17 +76,20 @@ def workloads_from_list(data):
     return [item for item in data or [] if isinstance(item, dict)]
 
 
-def intercepts_from_list(data):
-    """Every intercept in ``list`` output, normalised; accepts ``intercept_info`` and ``intercept_infos``."""
-    found = []
+def raw_intercepts(data):
+    """``(info, workload)`` for every intercept in ``list`` output; accepts ``intercept_info`` and ``intercept_infos``."""
     for workload in workloads_from_list(data):
         infos = workload.get("intercept_info")
         if infos is None:
             infos = workload.get("intercept_infos")
         for info in infos or []:
             if isinstance(info, dict):
-                found.append(normalize_intercept(info, workload))
-    return found
+                yield info, workload
+
+
+def intercepts_from_list(data):
+    """Every intercept in ``list`` output, normalised."""
+    return [normalize_intercept(info, workload) for info, workload in raw_intercepts(data)]
 
 
 def normalize_intercept(info, workload=None):

@@ -331,6 +331,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
     failure_message,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import (
+    TaskError,
     argument_spec,
     check_common,
     check_dns1123_labels,
@@ -419,15 +420,8 @@ def validate(module):
         module.fail_json(msg="http_headers %s" % exc)
 
 
-class Refused(Exception):
+class Refused(TaskError):
     """The task cannot be done as asked (strict gating, verify_local=fail); nothing was changed."""
-
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
-
-    def details(self):
-        return {}
 
 
 def unsupported(module, what, why):
