@@ -11,9 +11,13 @@ namespace, and says what to check.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 
 from ansible.module_utils.basic import missing_required_lib
+
+_EXIT_GC_FROZEN = []
 
 
 class KubeError(Exception):
@@ -38,7 +42,20 @@ def _kubernetes():
         import kubernetes  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise KubeError(missing_required_lib("kubernetes") + " (pip install kubernetes on the host that runs the task)")
+    _freeze_gc_at_exit()
     return kubernetes
+
+
+def _freeze_gc_at_exit():
+    """Skip collecting the client's huge object graph at interpreter exit.
+
+    The module has already printed its result by then, yet the task waits for the process: measured at
+    0.75-1.2 s per task on 2 cores (bench/, measurement 3). Freezing moves every object out of the
+    collector's reach, and the OS frees the memory anyway.
+    """
+    if not _EXIT_GC_FROZEN:
+        atexit.register(gc.freeze)
+        _EXIT_GC_FROZEN.append(True)
 
 
 class Kube:

@@ -94,3 +94,13 @@ def test_call_passes_a_request_timeout():
         return "ok"
     assert Kube(timeout=9).call("get", "pods", "app", method) == "ok"
     assert seen["_request_timeout"] == 9
+
+
+def test_gc_is_frozen_at_exit_once_the_client_is_loaded(monkeypatch):
+    from ansible_collections.devloop.telepresence.plugins.module_utils import kube as kube_utils
+    registered = []
+    monkeypatch.setattr(kube_utils, "_EXIT_GC_FROZEN", [])
+    monkeypatch.setattr(kube_utils.atexit, "register", registered.append)
+    kube_utils._kubernetes()
+    kube_utils._kubernetes()
+    assert registered == [kube_utils.gc.freeze]
