@@ -171,5 +171,14 @@ def disconnect(runner, stop_daemons=False, check_mode=False):
         return {"changed": False, "before": before, "status": before}
     if check_mode:
         return {"changed": True, "before": before, "status": before}
-    runner.run(["quit", "-s"] if stop_daemons else ["quit"])
-    return {"changed": True, "before": before, "status": read_status(runner)}
+    quit_result = runner.run(["quit", "-s"] if stop_daemons else ["quit"])
+    after = read_status(runner)
+    still = (after["user_daemon_running"] or after["root_daemon_running"]) if stop_daemons else after["connected"]
+    if still:
+        raise TelepresenceError("telepresence %s returned but status still says %s (%s); stop the daemons by hand "
+                                "with 'telepresence quit -s' and check the daemon logs"
+                                % ("quit -s" if stop_daemons else "quit",
+                                   "daemons are running" if stop_daemons else "connected", describe(after)),
+                                argv=quit_result.argv, rc=quit_result.rc, stdout=quit_result.stdout,
+                                stderr=quit_result.stderr)
+    return {"changed": True, "before": before, "status": after}

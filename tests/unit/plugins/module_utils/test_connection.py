@@ -357,3 +357,16 @@ def test_sudo_probe_runs_before_quitting_a_docker_session(process, monkeypatch):
         ensure_connected(runner(), spec())
     assert info.value.msg == connection.sudo_message(TP)
     assert len(seen) == 1 and script.calls == [STATUS]     # the docker session was kept
+
+
+@pytest.mark.parametrize("stop, after, still", [
+    (False, connected(), "connected"),
+    (True, DAEMONS_ONLY, "daemons are running"),
+])
+def test_disconnect_that_changed_nothing_fails(process, stop, after, still):
+    quit_args = ["quit", "-s"] if stop else ["quit"]
+    process(ok(STATUS, connected()), ok(quit_args), ok(STATUS, after))
+    with pytest.raises(TelepresenceError) as info:
+        disconnect(runner(), stop_daemons=stop)
+    assert "returned but status still says %s" % still in info.value.msg
+    assert info.value.argv == [TP] + quit_args
