@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
@@ -31,6 +32,7 @@ CLIENT_VARIABLES = frozenset(("TELEPRESENCE_ROOT", "TELEPRESENCE_MOUNTS", "TELEP
 MIN_SECRET_LENGTH = 4
 PORT_LIKE_RE = re.compile(r"^\d{1,5}$")
 WITHHELD = "(withheld: this command's output can hold the workload's environment)"
+NOT_JSON_WITHHELD = "(withheld: it may hold the workload's environment)"
 # Dispositions after which waiting is pointless (facts sheet section 3).
 FAILED_DISPOSITIONS = frozenset(("NO_MECHANISM", "NO_PORTS", "AGENT_ERROR", "BAD_ARGS", "REMOVED"))
 
@@ -265,6 +267,18 @@ def find_own(data, name, owners=None, intercept_id=None):
         client = owners[name]
         candidates = [item for item in candidates if item[0]["client"] == client] or candidates
     return candidates[0] if candidates else (None, None)
+
+
+def not_json_message(args, rc, stderr):
+    """Why a command whose stdout can hold the environment failed when that stdout is not JSON; never quotes it.
+
+    A non-zero exit that stderr explains is reported as that reason. Otherwise the undecodable output is the
+    problem, and saying "no output" (what cli.failure_message says once stdout is withheld) would mislead.
+    """
+    explained = failure_message(args, "", stderr, rc)
+    if rc != 0 and explained != failure_message(args, "", "", rc):
+        return explained
+    return "telepresence %s exited %s with output that is not JSON %s" % (command_name(args), rc, NOT_JSON_WITHHELD)
 
 
 def environment_values(data):

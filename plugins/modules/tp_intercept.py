@@ -160,6 +160,12 @@ notes:
     warns when that happens.
   - The re-run without changes makes the C(status) and C(list) calls only (plus C(version) when O(http_headers) is
     set, to decide whether they are honoured).
+  - When another run of this client creates the same intercept at the same moment, C(intercept) answers that it
+    already exists. The module then reads C(status) and C(list) again and, when the intercept there is this client's
+    with the same mapping (and any env file asked for exists), waits until it is C(ACTIVE) and returns it with
+    RV(action=none); otherwise it fails explaining the name clash.
+  - With O(state=absent), C(list) is read again after C(leave) (C(detach)); when the intercept is still there the task
+    fails instead of reporting it removed.
 seealso:
   - module: devloop.telepresence.tp_connection
   - module: devloop.telepresence.tp_info
@@ -358,6 +364,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
     local_port_listening,
     mapping,
     mapping_problems,
+    not_json_message,
     own_intercepts,
     preflight,
     service_port_problem,
@@ -424,6 +431,10 @@ class Refused(TaskError):
     """The task cannot be done as asked (strict gating, verify_local=fail); nothing was changed."""
 
 
+class AlreadyExists(TelepresenceError):
+    """``intercept`` refused because an intercept with that name exists (see :func:`concurrent_twin`)."""
+
+
 def unsupported(module, what, why):
     """Ignore an option the client cannot honour with a warning, or fail when strict."""
     if module.params["strict"]:
@@ -456,8 +467,9 @@ def scrubbed(module, exc, args):
     try:
         module.no_log_values.update(environment_values(decode_json_output(exc.stdout).data))
     except TelepresenceError:
-        exc.msg = failure_message(args, "", exc.stderr, exc.rc)
-        exc.args = (exc.msg,)
+        if not exc.timed_out:  # the timeout message quotes no output and says more than "not JSON"
+            exc.msg = not_json_message(args, exc.rc, exc.stderr)
+            exc.args = (exc.msg,)
     if exc.stdout:
         exc.stdout = WITHHELD
     return exc
@@ -497,17 +509,16 @@ def plan_connection(runner, status, params):
 # ---------------------------------------------------------------------------------------------------------------
 
 def leave(runner, caps, name, namespace):
-    """Leave (detach on 2.30+) the intercept; True when it was there, False when the CLI says it was not."""
+    """Leave (detach on 2.30+) the intercept; its CliResult, or None when the CLI says it was not there."""
     args = [caps.leave_command(), name]
     if caps.has("leave_namespace"):
         args += ["--namespace", namespace]
     try:
-        runner.run(args)
+        return runner.run(args)
     except TelepresenceError as exc:
         if LEAVE_NOT_FOUND_RE.search("\n".join(filter(None, (exc.msg, exc.stdout, exc.stderr)))):
-            return False
+            return None
         raise
-    return True
 
 
 def intercept_args(params, caps, target, headers, env_files):
@@ -551,36 +562,86 @@ def decode_secret_output(module, runner, result, name):
     module.no_log_values.update(environment_values(data))
     if payload is not None and not payload.error and result.rc == 0:
         return data if isinstance(data, dict) else {}
-    message = payload.error if payload is not None and payload.error else None
-    if message is None:
-        message = failure_message(["intercept"], "", result.stderr, result.rc)
+    if payload is None:
+        message = not_json_message(["intercept"], result.rc, result.stderr)
+    else:
+        message = payload.error or failure_message(["intercept"], "", result.stderr, result.rc)
+    error = TelepresenceError
     if ALREADY_EXISTS_TEXT in message:
+        error = AlreadyExists
         message += ("; an intercept named %s exists that this client does not own or that is outside namespace %s: "
                     "leave it (or choose another name) first" % (name, module.params["namespace"]))
-    raise TelepresenceError(message, argv=result.argv, rc=result.rc,
-                            stdout=WITHHELD if result.stdout.strip() else "", stderr=result.stderr)
+    raise error(message, argv=result.argv, rc=result.rc,
+                stdout=WITHHELD if result.stdout.strip() else "", stderr=result.stderr)
 
 
-def wait_active(module, runner, caps, params, intercept_id):
-    """Poll ``list`` until the intercept is ACTIVE; on failure or timeout, remove it again and fail."""
+def poll_active(module, runner, params, intercept_id):
+    """Poll ``list`` until the intercept is ACTIVE, fails, or wait_timeout passes; return ``(found, raw)``."""
     deadline = time.monotonic() + params["wait_timeout"]
     while True:
         found, raw = find_existing(module, runner, params, {params["name"]: None}, intercept_id)
         state = found["disposition"] if found else None
-        if state == "ACTIVE":
+        if state == "ACTIVE" or state in FAILED_DISPOSITIONS or time.monotonic() >= deadline:
             return found, raw
-        if state in FAILED_DISPOSITIONS or time.monotonic() >= deadline:
-            break
         time.sleep(POLL_SECONDS)
-    if state:
-        reason = "is %s%s" % (state, ": %s" % found["message"] if found.get("message") else "")
-    else:
-        reason = "does not appear in telepresence list"
+
+
+def is_active(found):
+    return bool(found) and found["disposition"] == "ACTIVE"
+
+
+def not_active_reason(found):
+    if found:
+        return "is %s%s" % (found["disposition"], ": %s" % found["message"] if found.get("message") else "")
+    return "does not appear in telepresence list"
+
+
+def wait_active(module, runner, caps, params, intercept_id):
+    """Poll ``list`` until the intercept is ACTIVE; on failure or timeout, remove it again and fail."""
+    found, raw = poll_active(module, runner, params, intercept_id)
+    if is_active(found):
+        return found, raw
     leave(runner, caps, params["name"], params["namespace"])
     raise TelepresenceError("intercept %s did not become ACTIVE within wait_timeout (%s s): it %s. It was removed "
                             "again so no half-made intercept stays; check the workload's traffic-agent (telepresence "
                             "list, the pod's events) and retry, or raise wait_timeout"
-                            % (params["name"], params["wait_timeout"], reason))
+                            % (params["name"], params["wait_timeout"], not_active_reason(found)))
+
+
+def concurrent_twin(module, runner, params, wanted, target):
+    """After ``already exists``: the intercept another run of this client made meanwhile, as wanted, or None.
+
+    Two runs that both found no intercept both create it, and the CLI refuses the second. When the one there now
+    is this client's, maps the same and has the env files asked for, the task's goal is met: wait until it is
+    ACTIVE like the run that made it, and leave removing it to that run if it never gets there.
+    """
+    _status, owners = read_own_status(runner)
+    if params["name"] not in owners:
+        return None
+    found, raw = find_existing(module, runner, params, owners)
+    if found is None or not same_client(found, owners[params["name"]]):
+        return None
+    if mapping_problems(found, wanted, target) or missing_env_files(params):
+        return None
+    if not is_active(found):
+        found, raw = poll_active(module, runner, params, found["id"])
+        if not is_active(found):
+            raise TelepresenceError("intercept %s with this mapping was being created by another run of this client "
+                                    "at the same time and did not become ACTIVE within wait_timeout (%s s): it %s. "
+                                    "It was left to the run that created it; check the workload's traffic-agent "
+                                    "(telepresence list, the pod's events) and retry, or raise wait_timeout"
+                                    % (params["name"], params["wait_timeout"], not_active_reason(found)))
+    return found, raw
+
+
+def same_client(found, client):
+    """False only when both ``status`` and ``list`` name the client and the names differ."""
+    return not (client and found.get("client")) or found["client"] == client
+
+
+def missing_env_files(params):
+    return ["%s %s does not exist" % (option, params[option]) for option in ("env_file", "env_json")
+            if params[option] and not os.path.exists(params[option])]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -625,7 +686,17 @@ def present(module, runner, headers, result):
                         % (params["namespace"], ", ".join(lost)))
     if action == "recreated" and connection == "none":
         leave(runner, caps, params["name"], params["namespace"])
-    argv, detailed = create(module, runner, caps, params, target, headers)
+    try:
+        argv, detailed = create(module, runner, caps, params, target, headers)
+    except AlreadyExists:
+        twin = concurrent_twin(module, runner, params, wanted, target)
+        if twin is None:
+            raise
+        # Made by a concurrent run: this task changed the intercept no more than a re-run would have.
+        result.pop("reasons", None)
+        result["diff"]["before"] = result["diff"]["after"]
+        result.update(changed=result["connection"] != "none", action="none", intercept=describe_intercept(*twin))
+        return
     found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
     result.update(changed=True, command=argv, intercept=describe_intercept(found, raw, detailed))
 
@@ -643,9 +714,7 @@ def decide_present(params, status, connection, existing, wanted, target):
     problems = mapping_problems(existing, wanted, target)
     if existing.get("disposition") != "ACTIVE":
         problems.append("disposition %s, wanted ACTIVE" % existing.get("disposition"))
-    for option in ("env_file", "env_json"):
-        if params[option] and not os.path.exists(params[option]):
-            problems.append("%s %s does not exist" % (option, params[option]))
+    problems.extend(missing_env_files(params))
     return ("recreated" if problems else "none"), problems
 
 
@@ -683,9 +752,32 @@ def absent(module, runner, result):
         result["changed"] = True
         return
     caps = runner.capabilities()
-    removed = leave(runner, caps, params["name"], params["namespace"])
-    result.update(changed=removed, action="removed" if removed else "none", command=runner.commands[-1],
+    left = leave(runner, caps, params["name"], params["namespace"])
+    command = runner.commands[-1]
+    if left is not None:
+        verify_removed(module, runner, params, owners, existing, left)
+    result.update(changed=left is not None, action="removed" if left is not None else "none", command=command,
                   intercept=None)
+
+
+def verify_removed(module, runner, params, owners, existing, left):
+    """Fail when ``list`` still shows the intercept the CLI just reported leaving (an exit 0 proves nothing)."""
+    still, _raw = find_existing(module, runner, params, owners, existing.get("id"))
+    if still is None:
+        return
+    verb = left.argv[1]
+    printed = left.stdout.strip()
+    how = " with unexpected output %r" % excerpt(printed) if printed else " without output"
+    raise TelepresenceError("telepresence %s exited %s%s, but intercept %s is still there (telepresence list shows it "
+                            "%s in namespace %s), so it was not removed; run `telepresence %s %s` by hand and check "
+                            "what it says, or the daemon logs (telepresence gather-logs)"
+                            % (verb, left.rc, how, params["name"], still.get("disposition"), params["namespace"],
+                               verb, params["name"]),
+                            argv=left.argv, rc=left.rc, stdout=left.stdout, stderr=left.stderr)
+
+
+def excerpt(text, limit=200):
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def main():

@@ -18,6 +18,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
     find_own,
     header_list,
     mapping_problems,
+    not_json_message,
     own_intercepts,
     preflight,
     secret_values,
@@ -274,6 +275,21 @@ def test_find_own_reads_2_20_intercept_infos():
         {"spec": {"name": "fresh-app", "agent": "fresh-app", "target_port": 8000}, "disposition": 2}]}]}
     found, _raw = find_own(data, "fresh-app", {"fresh-app": None})
     assert found["disposition"] == "WAITING" and found["local_port"] == 8000
+
+
+@pytest.mark.parametrize("args, rc, stderr, message", [
+    (["list", "--namespace", "app"], 0, "", "telepresence list exited 0 with output that is not JSON (withheld: it may "
+                                            "hold the workload's environment)"),
+    (["intercept"], 0, "Flag --output has been deprecated, use --format instead\n",
+     "telepresence intercept exited 0 with output that is not JSON (withheld: it may hold the workload's environment)"),
+    (["intercept"], 0, "some chatter\n", "telepresence intercept exited 0 with output that is not JSON (withheld: it "
+                                         "may hold the workload's environment)"),
+    (["list"], 1, "", "telepresence list exited 1 with output that is not JSON (withheld: it may hold the workload's "
+                      "environment)"),
+    (["list"], 1, "telepresence list: error: connection refused\n", "telepresence list failed: connection refused"),
+])
+def test_not_json_message_names_the_command_and_exit_code_never_the_output(args, rc, stderr, message):
+    assert not_json_message(args, rc, stderr) == message
 
 
 def test_environment_values_are_collected_anywhere_but_not_trivial_ones():

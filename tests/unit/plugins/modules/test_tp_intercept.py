@@ -326,14 +326,17 @@ def test_same_mapping_not_active_is_recreated(run):
     assert done.result["reasons"] == ["disposition NO_AGENT, wanted ACTIVE"]
 
 
+ALREADY_EXISTS = {"cmd": "intercept", "err": 'connector.CreateIntercept: Intercept with name "fresh-app" already exists'}
+
+
 def test_already_exists_is_explained(run):
     with pytest.raises(Failed) as failed:
         run(PRESENT,
             ok(STATUS, connected()),
             ok(LIST_APP, listing("2.24", info(client="someone@else"))),
             version("2.24"),
-            fail(INTERCEPT_BASE + TAIL, out=json.dumps({"cmd": "intercept", "err": 'connector.CreateIntercept: '
-                                                        'Intercept with name "fresh-app" already exists'})))
+            fail(INTERCEPT_BASE + TAIL, out=json.dumps(ALREADY_EXISTS)),
+            ok(STATUS, connected()))  # not this client's: no second list
     result = failed.value.result
     assert result["msg"].startswith('connector.CreateIntercept: Intercept with name "fresh-app" already exists; an '
                                     "intercept named fresh-app exists that this client does not own")
@@ -433,7 +436,8 @@ def test_absent_argv_per_version(run, binary, v, leave):
                ok(STATUS, connected(v, intercepts=["fresh-app"])),
                ok(LIST_APP, listing(v, info(v)), err=output_err(v)),
                version(v),
-               ok(leave))
+               ok(leave),
+               ok(LIST_APP, listing(v), err=output_err(v)))
     result = done.result
     assert (result["changed"], result["action"], result["intercept"]) == (True, "removed", None)
     assert result["command"] == [binary] + leave
@@ -518,6 +522,158 @@ def test_absent_needs_no_preflight(run):
     FakeKube.broken = True
     done = run({"state": "absent", "workload": "gone-already"}, ok(STATUS, not_running()))
     assert done.result["action"] == "none"
+
+
+@pytest.mark.parametrize("v, leave", [
+    ("2.24", ["leave", "fresh-app"]),
+    ("2.30", ["detach", "fresh-app", "--namespace", "app"]),
+])
+def test_absent_fails_when_leave_exits_0_but_the_intercept_stays(run, binary, v, leave):
+    garbled = '{"cmd":"%s","stdout":[{"name":"fresh-app","namespace":"ap' % leave[0]
+    with pytest.raises(Failed) as failed:
+        run({"state": "absent"},
+            ok(STATUS, connected(v, intercepts=["fresh-app"])),
+            ok(LIST_APP, listing(v, info(v)), err=output_err(v)),
+            version(v),
+            ok(leave, garbled),
+            ok(LIST_APP, listing(v, info(v)), err=output_err(v)))
+    result = failed.value.result
+    assert result["msg"] == ("telepresence %s exited 0 with unexpected output %r, but intercept fresh-app is still "
+                             "there (telepresence list shows it ACTIVE in namespace app), so it was not removed; run "
+                             "`telepresence %s fresh-app` by hand and check what it says, or the daemon logs "
+                             "(telepresence gather-logs)" % (leave[0], garbled, leave[0]))
+    assert result["command"] == [binary] + leave and result["rc"] == 0
+    assert result["action"] == "removed" and SECRET not in failed.value.output
+
+
+def test_absent_verifies_by_id_so_another_clients_intercept_does_not_count(run):
+    done = run({"state": "absent"},
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(LIST_APP, listing("2.24", info())),
+               version("2.24"),
+               ok(["leave", "fresh-app"]),
+               ok(LIST_APP, listing("2.24", dict(info(client="x@y"), id="sess-2:fresh-app"))))
+    assert (done.result["changed"], done.result["action"]) == (True, "removed")
+
+
+# --- two runs at once: "already exists" from a concurrent create ----------------------------------------------------
+
+def test_already_exists_with_same_mapping_of_this_client_is_unchanged(run, binary):
+    done = run(PRESENT,
+               ok(STATUS, connected()),
+               ok(LIST_APP, listing()),
+               version("2.24"),
+               fail(INTERCEPT_BASE + TAIL, out=json.dumps(ALREADY_EXISTS)),
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(LIST_APP, listing("2.24", info())), diff=True)
+    result = done.result
+    assert (result["changed"], result["action"], result["connection"], result["command"]) == \
+        (False, "none", "none", None)
+    assert result["intercept"]["id"] == "sess-1:fresh-app" and result["intercept"]["disposition"] == "ACTIVE"
+    assert result["diff"]["before"] == result["diff"]["after"]
+    assert SECRET not in done.output
+
+
+def test_already_exists_after_connecting_waits_for_the_twin_to_become_active(run, clock):
+    done = run(PRESENT,
+               ok(STATUS, not_running()),
+               version("2.24"),
+               ok(STATUS, not_running()),
+               ok(CONNECT_APP),
+               ok(STATUS, connected()),
+               fail(INTERCEPT_BASE + TAIL, out=json.dumps(ALREADY_EXISTS)),
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(LIST_APP, listing("2.24", info(disposition=2))),
+               ok(LIST_APP, listing("2.24", info(disposition=2))),
+               ok(LIST_APP, listing("2.24", info())))
+    result = done.result
+    assert (result["changed"], result["action"], result["connection"]) == (True, "none", "connected")
+    assert result["intercept"]["disposition"] == "ACTIVE" and clock.sleeps == 1
+
+
+def test_already_exists_twin_never_active_fails_without_removing_it(run, clock):
+    with pytest.raises(Failed) as failed:
+        run({"port": 8000, "wait_timeout": 1},
+            ok(STATUS, connected()),
+            ok(LIST_APP, listing()),
+            version("2.24"),
+            fail(INTERCEPT_BASE + TAIL, out=json.dumps(ALREADY_EXISTS)),
+            ok(STATUS, connected(intercepts=["fresh-app"])),
+            ok(LIST_APP, listing("2.24", info(disposition=2))),
+            ok(LIST_APP, listing("2.24", info(disposition=2))),
+            ok(LIST_APP, listing("2.24", info(disposition=2))))  # no leave: the other run owns the attempt
+    assert failed.value.result["msg"].startswith("intercept fresh-app with this mapping was being created by another "
+                                                 "run of this client at the same time and did not become ACTIVE "
+                                                 "within wait_timeout (1 s): it is WAITING.")
+
+
+class InterceptWithEnvFile(list):
+    """Matches the intercept argv whatever the private temporary path of --env-file is."""
+
+    def __eq__(self, other):
+        return other[0] == "intercept" and "--env-file" in other
+
+
+@pytest.mark.parametrize("twin, with_env_file", [
+    (info(local_port=8001), False),
+    (info(port_id="grpc"), False),
+    (info(client="x@y"), False),  # this client has one of that name, but the listed one is another client's
+    (info(), True),  # same mapping, but env_file was not written by this task
+])
+def test_already_exists_with_another_mapping_keeps_the_explanation(run, twin, with_env_file, tmp_path):
+    folder = tmp_path / "env"
+    folder.mkdir()
+    args = dict(PRESENT, env_file=str(folder / "app.env")) if with_env_file else PRESENT
+    attempt = InterceptWithEnvFile() if with_env_file else INTERCEPT_BASE + TAIL
+    with pytest.raises(Failed) as failed:
+        run(args,
+            ok(STATUS, connected()),
+            ok(LIST_APP, listing()),
+            version("2.24"),
+            (attempt, 1, json.dumps(ALREADY_EXISTS), "", None),
+            ok(STATUS, connected(intercepts=["fresh-app"])),
+            ok(LIST_APP, listing("2.24", twin)))
+    assert "already exists; an intercept named fresh-app exists that this client does not own" in \
+        failed.value.result["msg"]
+    assert failed.value.result["action"] == "created"
+    assert list(folder.iterdir()) == []  # neither an env file nor a temporary folder stays
+
+
+# --- output that is not JSON -----------------------------------------------------------------------------------------
+
+NOT_JSON_END = "with output that is not JSON (withheld: it may hold the workload's environment)"
+
+
+def test_list_exit_0_with_output_that_is_not_json(run):
+    with pytest.raises(Failed) as failed:
+        run(PRESENT,
+            ok(STATUS, connected()),
+            ok(LIST_APP, '{"cmd":"list","stdout":[{"intercept_info":[{"environment":{"A":"%s"' % SECRET))
+    result = failed.value.result
+    assert result["msg"] == "telepresence list exited 0 " + NOT_JSON_END
+    assert result["stdout"].startswith("(withheld") and SECRET not in failed.value.output
+
+
+def test_list_failure_explained_on_stderr_keeps_that_reason(run):
+    with pytest.raises(Failed) as failed:
+        run(PRESENT,
+            ok(STATUS, connected()),
+            fail(LIST_APP, out='{"cmd":"list","stdout":[{"environment":{"A":"%s"' % SECRET,
+                 err="telepresence list: error: connection refused\n"))
+    assert failed.value.result["msg"] == "telepresence list failed: connection refused"
+    assert SECRET not in failed.value.output
+
+
+def test_intercept_exit_0_with_output_that_is_not_json(run):
+    with pytest.raises(Failed) as failed:
+        run(PRESENT,
+            ok(STATUS, connected()),
+            ok(LIST_APP, listing()),
+            version("2.24"),
+            ok(INTERCEPT_BASE + TAIL, json.dumps(detailed())[:-5]))
+    result = failed.value.result
+    assert result["msg"] == "telepresence intercept exited 0 " + NOT_JSON_END
+    assert result["stdout"].startswith("(withheld") and SECRET not in failed.value.output
 
 
 # --- check and diff mode ---------------------------------------------------------------------------------------------
@@ -656,7 +812,8 @@ def test_list_failure_withholds_stdout(run):
             ok(STATUS, connected()),
             fail(LIST_APP, out='{"cmd":"list","stdout":[{"intercept_info":[{"environment":{"A":"%s"' % SECRET))
     assert SECRET not in failed.value.output
-    assert failed.value.result["msg"] == "telepresence list failed: exit code 1 with no output"
+    assert failed.value.result["msg"] == ("telepresence list exited 1 with output that is not JSON (withheld: it may "
+                                          "hold the workload's environment)")
     assert failed.value.result["stdout"].startswith("(withheld")
 
 
