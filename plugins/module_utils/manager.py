@@ -37,6 +37,8 @@ PODS_IN_SUMMARY = 3
 TEXT_LIMIT = 240
 # Pause between two watches when the API server ends one early, so a misbehaving server cannot make us spin.
 REWATCH_PAUSE = 0.5
+# Pause between two searches for traffic agents while their workloads roll out without them.
+AGENT_POLL_PAUSE = 1.0
 
 
 def as_dict(kube, obj):
@@ -339,7 +341,7 @@ def summarize_diagnostics(diagnostics):
     parts = []
     workload = diagnostics.get("workload")
     if workload:
-        failing = ["%s=%s (%s)" % (item["type"], item["status"], _short(item.get("reason") or item.get("message")))
+        failing = ["%s=%s (%s)" % (item["type"], item["status"], short_text(item.get("reason") or item.get("message")))
                    for item in workload["conditions"] if item.get("status") != "True"]
         parts.append("%s %s: %d/%d ready%s" % (workload["kind"], MANAGER_NAME, workload["ready_replicas"],
                                                workload["replicas"], ", " + ", ".join(failing) if failing else ""))
@@ -347,7 +349,7 @@ def summarize_diagnostics(diagnostics):
         parts.append("no %s Deployment or StatefulSet in namespace %s" % (MANAGER_NAME, diagnostics["namespace"]))
     for pod in diagnostics["pods"][:PODS_IN_SUMMARY]:
         waiting = ["container %s %s: %s%s" % (item["name"], item["state"], item["reason"],
-                                              " (%s)" % _short(item["message"]) if item["message"] else "")
+                                              " (%s)" % short_text(item["message"]) if item["message"] else "")
                    for item in pod["containers"] if item["reason"]]
         text = "pod %s %s" % (pod["name"], pod["phase"] or "(no phase)")
         if waiting:
@@ -366,10 +368,11 @@ def summarize_diagnostics(diagnostics):
 
 def _event_text(event, with_object=False):
     where = "%s " % event["object"] if with_object else ""
-    return "%s%s %s: %s" % (where, event["type"], event["reason"], _short(event["message"]))
+    return "%s%s %s: %s" % (where, event["type"], event["reason"], short_text(event["message"]))
 
 
-def _short(text):
+def short_text(text):
+    """``text`` stripped and cut to TEXT_LIMIT characters, for messages."""
     text = str(text or "").strip()
     return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "..."
 
@@ -407,3 +410,19 @@ def pod_workload_name(pod):
     if owners[0].get("kind") == "ReplicaSet" and template_hash and owner.endswith("-" + template_hash):
         return owner[:-len(template_hash) - 1]
     return owner
+
+
+def wait_until_no_agents(kube, timeout):
+    """Search for traffic agents (:func:`find_agents`) until none is left or ``timeout`` seconds passed; return the
+    ones left, empty when all are gone.
+
+    Removing an agent rolls its workload out again, so a pod with a ``traffic-agent`` container outlives the command
+    that removed it by one rollout: only a search that comes back empty within the time limit tells "being replaced"
+    from "left behind".
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = find_agents(kube)
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(min(AGENT_POLL_PAUSE, max(0.0, deadline - time.monotonic())))

@@ -104,10 +104,16 @@ options:
         ConfigMaps); when there is none, no command runs.
       - C(uninstall) needs a session, so it runs in the connected session when that one uses this manager namespace,
         else the module connects, removes the agents and quits again.
+      - Afterwards the cluster is searched again until no agent is left (their workloads roll out without them), for
+        at most O(wait_timeout) seconds, also with O(wait=false). When agents remain, the task fails and the manager
+        is left installed, so that no agent is left without its manager.
     type: bool
     default: true
     version_added: 0.1.0
 notes:
+  - A CLI call that exits 0 is not taken as proof. After C(helm install) or C(helm upgrade) the manager is read again,
+    and the task fails when its release, version or values still differ from the wanted ones; after C(helm uninstall)
+    it fails when the release is still there.
   - 'Idempotence: when the release is deployed with the wanted version and values, no CLI command runs at all if
     O(version) is set, and only C(telepresence version) runs if it is not.'
   - A release stuck in C(pending-install), C(pending-upgrade) or C(failed) is repaired by running the install path, which
@@ -316,7 +322,9 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.manager impor
     collect_diagnostics,
     find_agents,
     read_manager_state,
+    short_text,
     summarize_diagnostics,
+    wait_until_no_agents,
     wait_until_ready,
     wait_until_removed,
 )
@@ -558,18 +566,42 @@ def install_or_upgrade(module, runner, kube, action, version, before):
     started = time.monotonic()
     try:
         with values_file(params["values"]) as path:
-            runner.run(helm_args(action, namespace, version, runner.capabilities(), params["create_namespace"],
-                                 runner.kube_flags(), path), timeout=limit)
+            acted = runner.run(helm_args(action, namespace, version, runner.capabilities(), params["create_namespace"],
+                                         runner.kube_flags(), path), timeout=limit)
     except TelepresenceError as exc:
         raise not_ready(kube, namespace, helm_failure_text(exc, action, limit, params["wait_timeout"]), exc)
+    after = read_manager_state(kube, namespace)
+    confirm_present(params, action, version, after, acted)
     if not params["wait"]:
-        return read_manager_state(kube, namespace)
+        return after
     remaining = max(1.0, params["wait_timeout"] - (time.monotonic() - started))
     after = wait_until_ready(kube, namespace, remaining, before["kind"])
     if not after["ready"]:
         raise not_ready(kube, namespace, "%s in namespace %s is not ready after %s s (wait_timeout)" % (
             MANAGER_NAME, namespace, params["wait_timeout"]))
     return after
+
+
+def confirm_present(params, action, version, after, acted):
+    """Decide again on the state read after the Helm call: its exit code 0 is no proof that the release changed.
+
+    Checked before the readiness wait: when the call returned, Helm had written the release and the workload spec,
+    so waiting cannot make a release that was not changed right.
+    """
+    again, reason, drift = decide("present", after, version, params["values"], True)
+    if again != "none":
+        raise unconfirmed(acted, "telepresence helm %s reported success but the release still differs: %s"
+                          % (action, "; ".join(drift) or reason),
+                          "run the task again; if it persists, look at the release with helm history %s -n %s"
+                          % (MANAGER_NAME, params["manager_namespace"]))
+
+
+def unconfirmed(acted, headline, advice):
+    """A CLI call that exited 0 without the change it reports: a failure that shows the call and its output."""
+    text = " ".join(part.strip() for part in (acted.stdout, acted.stderr) if part and part.strip())
+    msg = "%s (%s); %s" % (headline, "unexpected output: %s" % short_text(text) if text else "no output", advice)
+    return ManagerFailure(msg, cause=TelepresenceError(msg, argv=acted.argv, rc=acted.rc, stdout=acted.stdout,
+                                                       stderr=acted.stderr))
 
 
 def helm_failure_text(exc, action, limit, wait_timeout):
@@ -606,7 +638,14 @@ def uninstall(module, runner, kube, before):
     params = module.params
     namespace = params["manager_namespace"]
     agents = remove_agents(module, runner, kube) if params["remove_agents"] else {"path": "skipped", "found": []}
-    runner.run(uninstall_args(namespace, runner.kube_flags()))
+    acted = runner.run(uninstall_args(namespace, runner.kube_flags()))
+    # Helm deletes the release record before it returns; only the workload's deletion may take a while.
+    left = read_manager_state(kube, namespace)
+    if left["release"] is not None:
+        raise unconfirmed(acted, "telepresence helm uninstall reported success but the traffic manager is still "
+                          "installed: %s" % decide("absent", left, None, None, True)[1],
+                          "run the task again; if it persists, look at the release with helm history %s -n %s"
+                          % (MANAGER_NAME, namespace))
     if params["wait"] and not wait_until_removed(kube, namespace, before["kind"], params["wait_timeout"]):
         raise not_ready(kube, namespace, "%s in namespace %s is still present %s s after helm uninstall "
                         "(wait_timeout)" % (MANAGER_NAME, namespace, params["wait_timeout"]))
@@ -633,7 +672,8 @@ def remove_agents(module, runner, kube, check_mode=False):
     ours = ConnectionSpec(manager_namespace=namespace, context=params["context"], docker=status["in_docker"])
     if status["connected"] and not differences(status, ours):
         if not check_mode:
-            runner.run(["uninstall", "--all-agents"])
+            acted = runner.run(["uninstall", "--all-agents"])
+            confirm_agents_removed(module, kube, acted, found)
         return {"path": "existing session", "found": found or []}
     if found is None:
         module.warn("traffic agents were not removed: no session with manager namespace %s is connected and the "
@@ -649,13 +689,31 @@ def remove_agents(module, runner, kube, check_mode=False):
     spec = ConnectionSpec(namespace=found[0].split("/", 1)[0], manager_namespace=namespace, context=params["context"])
     ensure_connected(runner, spec)
     try:
-        runner.run(["uninstall", "--all-agents"])
+        acted = runner.run(["uninstall", "--all-agents"])
     except TelepresenceError:
         with contextlib.suppress(TelepresenceError):
             runner.run(["quit"])
         raise
     runner.run(["quit"])
+    confirm_agents_removed(module, kube, acted, found)
     return {"path": "temporary session", "found": found}
+
+
+def confirm_agents_removed(module, kube, acted, found):
+    """Search the cluster again after ``uninstall --all-agents``: its exit code 0 is no proof, and uninstalling the
+    manager under an agent that is still there leaves that workload's traffic going to an agent without a manager.
+    Not possible when the cluster could not be searched before (``found`` is None; a warning said so)."""
+    if found is None:
+        return
+    params = module.params
+    left = wait_until_no_agents(kube, params["wait_timeout"])
+    if left:
+        raise unconfirmed(acted, "telepresence uninstall --all-agents reported success but traffic agents remain in %s "
+                          "after %s s (wait_timeout)" % (", ".join(left), params["wait_timeout"]),
+                          "the traffic manager was left installed so that they keep working: remove them with "
+                          "telepresence uninstall <workload> in a session with manager namespace %s and run the task "
+                          "again, or set remove_agents: false to uninstall the manager anyway"
+                          % params["manager_namespace"])
 
 
 # ---------------------------------------------------------------------------------------------- results

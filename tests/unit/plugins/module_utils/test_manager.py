@@ -20,6 +20,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.manager impor
     release_revision,
     summarize_diagnostics,
     version_from_image,
+    wait_until_no_agents,
     wait_until_ready,
     wait_until_removed,
     workload_ready,
@@ -381,3 +382,25 @@ def test_agents_found_in_config_maps_and_pods():
 
 def test_no_agents():
     assert find_agents(FakeKube()) == []
+
+
+def test_wait_for_no_agents_searches_until_the_rollout_removed_them(monkeypatch):
+    searches = iter([["app/web"], ["app/web"], []])
+    monkeypatch.setattr(manager, "find_agents", lambda kube: next(searches))
+    monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.01)
+    assert wait_until_no_agents(FakeKube(), 5) == []
+    assert next(searches, "exhausted") == "exhausted"
+
+
+def test_wait_for_no_agents_returns_the_ones_left_at_the_deadline(monkeypatch):
+    monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.01)
+    kube = FakeKube()
+    kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"web": ""}}]
+    assert wait_until_no_agents(kube, 0.1) == ["app/web"]
+    assert len([call for call in kube.calls if call[:2] == ("list", "config_map")]) > 1
+
+
+def test_wait_for_no_agents_without_agents_searches_once():
+    kube = FakeKube()
+    assert wait_until_no_agents(kube, 5) == []
+    assert [call[:2] for call in kube.calls] == [("list", "config_map"), ("list", "pod")]

@@ -640,6 +640,131 @@ def test_present_never_ready_fails(h):
     assert not result["changed"]
 
 
+# ---------------------------------------------------------------------------------------------- exit 0 is no proof
+
+MALFORMED = '{"cmd":"upgrade","stdout":[{"name":"fresh-app","namespace":"ap'
+
+
+def exits_0_and_does_nothing(stdout=""):
+    return lambda args: (0, stdout, "", False)
+
+
+def test_upgrade_that_leaves_the_old_values_fails_naming_the_drift(h):
+    installed(h.kube, values={"agent": {"logLevel": "info"}})
+    h.replies["helm upgrade"] = exits_0_and_does_nothing(MALFORMED)
+    result = h.fail(version="2.24.0", values={"agent": {"logLevel": "debug"}})
+    assert len(h.calls) == 2 and h.calls[1] == UPGRADE + ["-f", h.calls[1][5]] + KUBE_FLAGS
+    assert result["msg"] == (
+        "telepresence helm upgrade reported success but the release still differs: values differ at agent.logLevel "
+        "(unexpected output: %s); run the task again; if it persists, look at the release with helm history "
+        "traffic-manager -n ambassador" % MALFORMED)
+    assert result["changed"] and result["command"] == [str(h.binary)] + h.calls[1]
+    assert (result["rc"], result["stdout"]) == (0, MALFORMED)
+    assert result["installed"] and result["release"]["revision"] == 1 and result["action"] == "upgraded"
+    assert "diff" not in result
+    # failed on the state read right after the call: nothing to wait for
+    assert not [call for call in h.kube.calls if call[0] == "watch"]
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_upgrade_that_keeps_the_old_version_fails(h, wait):
+    installed(h.kube, "2.24.0")
+    h.client = "2.25.0"
+    h.replies["helm upgrade"] = exits_0_and_does_nothing("\nTraffic Manager upgraded successfully\n")
+    result = h.fail(wait=wait)
+    assert h.calls == [["version"], UPGRADE + KUBE_FLAGS]
+    assert result["msg"].startswith("telepresence helm upgrade reported success but the release still differs: "
+                                    "version 2.24.0 is installed, 2.25.0 is wanted (unexpected output: Traffic "
+                                    "Manager upgraded successfully); run the task again")
+    assert result["version"] == "2.24.0"
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_install_that_installs_nothing_fails_without_waiting(h, wait):
+    h.replies["helm install"] = exits_0_and_does_nothing()
+    result = h.fail(version="2.24.0", wait=wait, wait_timeout=60)
+    assert h.calls == [["version"], INSTALL]
+    assert result["msg"].startswith("telepresence helm install reported success but the release still differs: the "
+                                    "traffic manager is not installed (no output); run the task again")
+    assert result["changed"] and not result["installed"] and result["release"] is None
+    assert not [call for call in h.kube.calls if call[0] == "watch"]
+
+
+def test_install_that_repairs_nothing_fails(h):
+    installed(h.kube, status="pending-install", ready=False)
+    h.replies["helm install"] = exits_0_and_does_nothing()
+    result = h.fail(version="2.24.0")
+    assert "reported success but the release still differs: release traffic-manager revision 1 is pending-install" \
+        in result["msg"]
+
+
+def test_a_real_upgrade_is_confirmed_and_succeeds(h):
+    installed(h.kube, values={"agent": {"logLevel": "info"}})
+    result = h.ok(version="2.24.0", values={"agent": {"logLevel": "debug"}})
+    assert result["action"] == "upgraded" and result["release"]["revision"] == 2
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_helm_uninstall_that_leaves_the_release_fails_before_waiting(h, wait):
+    installed(h.kube)
+    h.replies["helm uninstall"] = exits_0_and_does_nothing(MALFORMED)
+    result = h.fail(state="absent", wait=wait, wait_timeout=60)
+    assert h.calls == [UNINSTALL]
+    assert result["msg"].startswith("telepresence helm uninstall reported success but the traffic manager is still "
+                                    "installed: release traffic-manager revision 1 (deployed) is present (unexpected "
+                                    "output: {\"cmd\"")
+    assert result["changed"] and result["installed"] and result["command"] == [str(h.binary)] + UNINSTALL
+    assert not [call for call in h.kube.calls if call[0] == "watch"]
+
+
+def test_uninstall_of_agents_that_leaves_them_fails_before_helm_uninstall(h, monkeypatch):
+    monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.05)
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    h.status = status_json(connected=True)
+    h.replies["uninstall"] = exits_0_and_does_nothing(MALFORMED)
+    result = h.fail(state="absent", wait_timeout=1)
+    assert h.calls == [STATUS, ["uninstall", "--all-agents"]]
+    assert result["msg"] == (
+        "telepresence uninstall --all-agents reported success but traffic agents remain in app/fresh-app after 1 s "
+        "(wait_timeout) (unexpected output: %s); the traffic manager was left installed so that they keep working: "
+        "remove them with telepresence uninstall <workload> in a session with manager namespace ambassador and run "
+        "the task again, or set remove_agents: false to uninstall the manager anyway" % MALFORMED)
+    assert result["command"] == [str(h.binary), "uninstall", "--all-agents"] and not result["changed"]
+    assert result["installed"] and state_of(h.kube)["release"] is not None
+    searches = [call for call in h.kube.calls if call[:2] == ("list", "config_map")]
+    assert len(searches) > 2          # searched again until wait_timeout, not once
+
+
+def test_uninstall_of_agents_in_a_temporary_session_quits_then_fails_when_they_remain(h, monkeypatch):
+    monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.05)
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    h.replies["uninstall"] = exits_0_and_does_nothing()
+    result = h.fail(state="absent", wait_timeout=1)
+    assert h.calls[-2:] == [["uninstall", "--all-agents"], ["quit"]]
+    assert UNINSTALL not in h.calls
+    assert "traffic agents remain in app/fresh-app after 1 s (wait_timeout) (no output)" in result["msg"]
+    assert h.status == status_json()
+
+
+def test_agents_that_leave_with_their_rollout_are_awaited(h, monkeypatch):
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    h.status = status_json(connected=True)
+    agent_pod = {"metadata": {"name": "fresh-app-0", "namespace": "app"},
+                 "spec": {"containers": [{"name": "app"}, {"name": "traffic-agent"}]}}
+
+    def rollout_still_running(_args):
+        h.kube.config_maps, h.kube.all_pods = [], [agent_pod]
+        return 0, "", "", False
+    h.replies["uninstall"] = rollout_still_running
+    monkeypatch.setattr(manager.time, "sleep", lambda _seconds: h.kube.all_pods.clear())
+    result = h.ok(state="absent")
+    assert h.calls == [STATUS, ["uninstall", "--all-agents"], UNINSTALL]
+    assert result["action"] == "uninstalled" and not result["installed"]
+
+
 def test_helm_timeout_reports_the_pods(h):
     def hang(args):
         h.kube.workloads["deployment"] = deployment(ready=False)
