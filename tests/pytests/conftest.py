@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures for the tests of the roles and playbooks: the collection built and installed from its tarball, and a
+sandbox (tests/sandbox/CONTRACT.md) with a local dev server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def run(argv, env=None, timeout=300, cwd=None):
+    """Run argv; return the CompletedProcess (text, both streams)."""
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def recap(output):
+    """{host: {"ok", "changed", "unreachable", "failed"}} from ansible-playbook's PLAY RECAP."""
+    return {host: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts)))
+            for host, *counts in RECAP_RE.findall(output)}
+
+
+@pytest.fixture(scope="session")
+def installed_collection(tmp_path_factory):
+    """The collection built with ansible-galaxy and installed from the tarball into an empty collections path."""
+    work = tmp_path_factory.mktemp("galaxy")
+    built = run([str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(work), str(ROOT)])
+    assert built.returncode == 0, built.stdout + built.stderr
+    tarball, = work.glob("devloop-telepresence-*.tar.gz")
+    collections = work / "collections"
+    collections.mkdir()
+    installed = run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(collections),
+                     str(tarball)])
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return collections
+
+
+@pytest.fixture()
+def ansible_env(installed_collection):
+    """An environment in which ansible-playbook sees only the installed collection."""
+    env = dict(os.environ)
+    env.update(PATH="%s:%s" % (BIN, env.get("PATH", "")), ANSIBLE_COLLECTIONS_PATH=str(installed_collection),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0")
+    env.pop("TELEPRESENCE_VERSION", None)
+    return env
+
+
+@pytest.fixture()
+def sandbox(tmp_path, ansible_env):
+    """A running sandbox in its own directory, with a local dev server; yields the environment to run playbooks in."""
+    sandbox_dir = tmp_path / "sandbox"
+    env = dict(ansible_env, TP_SANDBOX_DIR=str(sandbox_dir),
+               TP_SANDBOX_PYTHON=os.environ.get("TP_SANDBOX_PYTHON", str(BIN / "python")))
+    up = run([str(ROOT / "tests" / "sandbox" / "up")], env=env, timeout=60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        for line in up.stdout.splitlines():
+            if line.startswith("export "):
+                key, value = line[len("export "):].split("=", 1)
+                env[key] = shlex.split(value)[0] if value else ""
+        started = run([sys.executable, str(ROOT / "tests" / "tools" / "dev_server.py"), "start", "--dir",
+                       str(sandbox_dir), "--name", "pytest"], env=env, timeout=30)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield env
+    finally:
+        run([sys.executable, str(ROOT / "tests" / "tools" / "dev_server.py"), "stop", "--dir", str(sandbox_dir)],
+            env=env, timeout=30)
+        run([str(ROOT / "tests" / "sandbox" / "down")], env=env, timeout=60)
+
+
+def read_summary(env):
+    with open(os.path.join(env["TP_SANDBOX_DIR"], "summary.json")) as handle:
+        return json.load(handle)

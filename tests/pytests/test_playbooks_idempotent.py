@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every playbook, run by path from the checkout against a sandbox: the first run acts, a second run changes nothing
+(changed=0 in the recap), and each prints and writes its one JSON summary with the keys it documents."""
+
+from __future__ import annotations
+
+from conftest import BIN, ROOT, read_summary, recap, run
+
+# In workflow order, so each playbook has something to do on its first run.
+SEQUENCE = [
+    ("setup", ["client", "manager"]),
+    ("connect", ["client", "connection"]),
+    ("intercept", ["client", "connection", "intercept"]),
+    ("leave", ["leave"]),
+    ("quit", ["quit"]),
+    ("status", ["status"]),
+    ("uninstall", ["manager"]),
+    ("dev_setup", ["client", "connection", "intercept", "manager"]),
+]
+# The first run of status only reads.
+READ_ONLY = {"status"}
+
+
+def playbook(name, env):
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                  str(ROOT / "playbooks" / ("%s.yml" % name))], env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    return recap(result.stdout)["localhost"], result.stdout
+
+
+def test_every_playbook_twice(sandbox):
+    for name, keys in SEQUENCE:
+        first, output = playbook(name, sandbox)
+        summary = read_summary(sandbox)
+        assert sorted(summary) == keys, name
+        assert '"telepresence_summary_report": {' in output, name
+        if name not in READ_ONLY:
+            assert first["changed"] > 0, name
+        second = playbook(name, sandbox)[0]
+        assert second["changed"] == 0, "%s changed something on its second run" % name
+        assert sorted(read_summary(sandbox)) == keys, name
+        assert not any(part.get("changed") for part in read_summary(sandbox).values()), name
+
+
+def test_check_mode_changes_nothing(sandbox):
+    """After setup, dev_setup --check says it would connect and intercept, and does neither.
+
+    (On a machine without the client, --check stops at the first task that needs it: the client is not there to ask.)
+    """
+    playbook("setup", sandbox)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                  str(ROOT / "playbooks" / "dev_setup.yml"), "--check"], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    summary = read_summary(sandbox)
+    assert summary["connection"]["changed"] and summary["connection"]["action"] == "connected"
+    assert summary["intercept"]["changed"] and summary["intercept"]["action"] == "created"
+    assert not summary["client"]["changed"] and summary["manager"]["action"] == "none"
+    playbook("status", sandbox)
+    after = read_summary(sandbox)["status"]
+    assert after["status"]["connected"] is False
+    assert after["intercepts"] == []
