@@ -16,20 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
-
-
-def run(argv, env=None, timeout=300, cwd=None):
-    """Run argv; return the CompletedProcess (text, both streams)."""
-    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def recap(output):
-    """{host: {"ok", "changed", "unreachable", "failed"}} from ansible-playbook's PLAY RECAP."""
-    return {host: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts)))
-            for host, *counts in RECAP_RE.findall(output)}
+from workflow_support import BIN, ROOT, read_summary, recap, run
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +67,3 @@ def sandbox(tmp_path, ansible_env):
         run([str(ROOT / "tests" / "sandbox" / "down")], env=env, timeout=60)
 
 
-def read_summary(env):
-    with open(os.path.join(env["TP_SANDBOX_DIR"], "summary.json")) as handle:
-        return json.load(handle)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
-from conftest import BIN, read_summary, recap, run
+from workflow_support import BIN, read_summary, recap, run
 
 PLAYBOOKS = ["connect", "dev_setup", "intercept", "leave", "quit", "setup", "status", "uninstall"]
 ROLES = ["telepresence", "telepresence_client", "telepresence_connection", "telepresence_intercept",

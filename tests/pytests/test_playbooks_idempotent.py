@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from conftest import BIN, ROOT, read_summary, recap, run
+from workflow_support import BIN, ROOT, read_summary, recap, run
 
 # In workflow order, so each playbook has something to do on its first run.
 SEQUENCE = [

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, run
+from workflow_support import BIN, ROOT, run
 
 # A value each type refuses (str and path accept anything Ansible can turn into text, raw anything at all).
 WRONG = {"int": "not-a-number", "bool": "maybe", "dict": "not-a-dict", "list": {"not": "a list"}}

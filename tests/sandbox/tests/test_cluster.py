@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from conftest import wait_until
+from sandbox_support import wait_until
 
 SEEDED = {'fresh-app', 'multi-port', 'numeric-port', 'web-only', 'no-service', 'secret-app'}
 

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DOWN, RUN, UP, parse_exports, sandbox_command, start_sandbox
+from sandbox_support import DOWN, RUN, UP, parse_exports, sandbox_command, start_sandbox
 
 
 def processes_mentioning(text: str) -> list[int]:
