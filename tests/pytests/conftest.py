@@ -6,17 +6,13 @@ sandbox (tests/sandbox/CONTRACT.md) with a local dev server."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from workflow_support import BIN, ROOT, read_summary, recap, run
+from workflow_support import BIN, ROOT, run
 
 
 @pytest.fixture(scope="session")
@@ -65,5 +61,3 @@ def sandbox(tmp_path, ansible_env):
         run([sys.executable, str(ROOT / "tests" / "tools" / "dev_server.py"), "stop", "--dir", str(sandbox_dir)],
             env=env, timeout=30)
         run([str(ROOT / "tests" / "sandbox" / "down")], env=env, timeout=60)
-
-

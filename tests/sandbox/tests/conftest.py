@@ -4,15 +4,10 @@
 environment as a dict (TP_SANDBOX_DIR, KUBECONFIG, TP_SANDBOX_API, TP_SANDBOX_MIRROR, TP_SANDBOX_TRAFFIC_*, ...);
 stops it with tests/sandbox/down and removes the directory at the end. Other suites (emulator, mirror) use it too.
 """
-import contextlib
-import fcntl
 import json
-import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -90,5 +85,3 @@ def emulator_state(sandbox_dir: pathlib.Path) -> Iterator[Callable[[dict[str, An
     yield write
     with locked_file(sandbox_dir / 'state.lock'):
         (sandbox_dir / 'state.json').unlink(missing_ok=True)
-
-

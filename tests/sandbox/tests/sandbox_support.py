@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 SANDBOX = pathlib.Path(__file__).resolve().parents[1]
 
 
