@@ -9,90 +9,36 @@ import json
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import cli, connection
 from ansible_collections.devloop.telepresence.plugins.modules import tp_connection
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.harness import (
+    Failed, capture_exits, fail, make_binary, ok, run_main,
+)
 
 STATUS = ["status", "--output", "json"]
 CONNECT_APP = ["connect", "--namespace", "app", "--manager-namespace", "ambassador", "--output", "json"]
 DEPRECATED_OUTPUT = "Flag --output has been deprecated, use --format instead\n"
 
 
-class Exited(Exception):
-    def __init__(self, result, module):
-        super().__init__(result)
-        self.result = result
-        self.module = module
-
-
-class Failed(Exited):
-    pass
-
-
-class Script:
-    """Stands for the telepresence process: answers each call in order and checks its argv and timeout."""
-
-    def __init__(self, binary, steps):
-        self.binary = binary
-        self.steps = list(steps)
-        self.calls = []
-        self.timeouts = []
-
-    def __call__(self, argv, timeout, env=None):
-        assert self.steps, "unexpected call %r" % (argv,)
-        expected, rc, out, err = self.steps.pop(0)
-        assert argv[0] == self.binary
-        assert argv[1:] == expected
-        self.calls.append(argv[1:])
-        self.timeouts.append(timeout)
-        return rc, out, err, False
-
-
-def ok(args, data=None, err=""):
-    return (args, 0, json.dumps(data) if data is not None else "", err)
-
-
-def fail(args, rc=1, out="", err=""):
-    return (args, rc, out, err)
-
-
 @pytest.fixture
 def binary(tmp_path):
-    path = tmp_path / "telepresence"
-    path.write_text("#!/bin/sh\nexit 99\n")  # never runs: run_process is scripted
-    path.chmod(0o755)
-    return str(path)
+    return make_binary(tmp_path)
 
 
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs, self)
-
-    def fail_json(self, **kwargs):
-        raise Failed(kwargs, self)
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    capture_exits(monkeypatch)
     monkeypatch.setattr(connection.os, "geteuid", lambda: 0)
-    for name in ("K8S_AUTH_KUBECONFIG", "KUBECONFIG", "K8S_AUTH_CONTEXT", "TELEPRESENCE_MANAGER_NAMESPACE"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def run(monkeypatch, binary):
     """run(args, *steps) -> (result, script); raises Failed on fail_json."""
     def runner(args, *steps):
-        script = Script(binary, steps)
-        monkeypatch.setattr(cli, "run_process", script)
-        with patch_module_args(dict({"binary_path": binary}, **args)):
-            with pytest.raises(Exited) as info:
-                tp_connection.main()
-        assert script.steps == [], "expected calls did not happen: %r" % (script.steps,)
-        if isinstance(info.value, Failed):
-            raise Failed(info.value.result, info.value.module)
-        return info.value.result, script
+        result, _module, script = run_main(monkeypatch, tp_connection.main, binary, args, steps)
+        return result, script
     return runner
 
 
