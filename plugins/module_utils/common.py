@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -23,6 +24,10 @@ COMMON_ARGUMENT_SPEC = dict(
 KUBECONFIG_SECRET_RE = re.compile(
     r"""["']?(token|password|client-key-data|id-token|refresh-token|access-token|client-secret)["']?\s*:\s*"""
     r"""["']?([^"'\s,}]+)""")
+# auth-provider (oidc, gcp, azure) config keys whose values are credentials.
+AUTH_PROVIDER_SECRET_KEYS = ("id-token", "refresh-token", "access-token", "client-secret", "apiserver-secret")
+# Shorter values are not censored: Ansible would mask every occurrence of them in unrelated text.
+MIN_CENSORED_LENGTH = 4
 
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_LABEL_FORM = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
@@ -111,25 +116,114 @@ def strip_v(version):
     return str(version)[1:] if str(version).startswith("v") else str(version)
 
 
-def kubeconfig_secrets(kubeconfig=None):
-    """Credential values found in the kubeconfig file(s) a task uses, so they can be censored.
-
-    A pattern rather than a YAML parser: the managed host may lack PyYAML, and a missed structure only
-    means a value is not censored, never that the task fails.
-    """
+def kubeconfig_files(kubeconfig=None):
+    """The kubeconfig files a task reads, in merge order (the option, else $KUBECONFIG, else ~/.kube/config)."""
     paths = (kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)
-    found = set()
-    for path in paths:
+    return [os.path.expanduser(path) for path in paths if path]
+
+
+def _parse_kubeconfig(text):
+    """A kubeconfig's mapping; YAML when PyYAML is there (it comes with ``kubernetes``), else JSON, else None."""
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        yaml = None
+    try:
+        loaded = yaml.safe_load(text) if yaml is not None else json.loads(text)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def kubeconfig_user(kubeconfig=None, context=None):
+    """The user entry of the context a task uses, merged as kubectl merges files (the first name wins).
+
+    Returns ``{"name", "user", "file", "context", "raw", "users"}``: ``user`` (a mapping) and ``file`` (where it
+    is defined) are None when the files, the context or its user cannot be found; ``users`` maps every user name
+    to ``(entry, file)``; ``raw`` holds the texts read, for the fallback pattern when nothing could be parsed.
+    """
+    current, contexts, users, raw = None, {}, {}, []
+    for path in kubeconfig_files(kubeconfig):
         try:
-            with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as handle:
-                text = handle.read(1024 * 1024)
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read(4 * 1024 * 1024)
         except (OSError, ValueError):
             continue
-        found.update(value for _key, value in KUBECONFIG_SECRET_RE.findall(text) if len(value) >= 6)
+        raw.append(text)
+        config = _parse_kubeconfig(text)
+        if config is None:
+            continue
+        current = current or config.get("current-context")
+        for key, found in (("contexts", contexts), ("users", users)):
+            for item in config.get(key) or []:
+                if isinstance(item, dict) and item.get("name") not in found:
+                    found[item.get("name")] = (item.get(key[:-1]) or {}, path)
+    name = context or current
+    chosen = contexts.get(name, ({}, None))[0]
+    user_name = chosen.get("user") if isinstance(chosen, dict) else None
+    user, path = users.get(user_name, (None, None))
+    found = {"name": user_name, "user": user, "file": path, "context": name, "raw": raw, "users": users}
+    if not isinstance(user, dict):
+        found.update(user=None, file=None)
     return found
 
 
+def _token_file_text(path, kubeconfig_file):
+    if not isinstance(path, str) or not path:
+        return None
+    if not os.path.isabs(path) and kubeconfig_file:
+        path = os.path.join(os.path.dirname(os.path.abspath(kubeconfig_file)), path)
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as handle:
+            return handle.read(1024 * 1024)
+    except (OSError, ValueError):
+        return None
+
+
+def user_credentials(user, kubeconfig_file=None):
+    """Every credential string of one kubeconfig user entry, as written and as kubectl uses it (trimmed)."""
+    values = [user.get(key) for key in ("token", "password", "client-key-data", "client-certificate-data")]
+    values.append(_token_file_text(user.get("tokenFile"), kubeconfig_file))
+    provider = user.get("auth-provider") if isinstance(user.get("auth-provider"), dict) else {}
+    provider_config = provider.get("config") if isinstance(provider.get("config"), dict) else {}
+    values.extend(provider_config.get(key) for key in AUTH_PROVIDER_SECRET_KEYS)
+    plugin = user.get("exec") if isinstance(user.get("exec"), dict) else {}
+    values.extend(item.get("value") for item in plugin.get("env") or [] if isinstance(item, dict))
+    found = set()
+    for value in values:
+        if isinstance(value, str):
+            found.update(item for item in (value, value.strip()) if len(item.strip()) >= MIN_CENSORED_LENGTH)
+    return found
+
+
+def kubeconfig_secrets(kubeconfig=None, context=None):
+    """Credential values of the kubeconfig user that the task's context uses, so they can be censored.
+
+    When the context or its user cannot be found, the credentials of every user in the files.
+
+    Parsed as YAML (JSON when PyYAML is missing); when no file can be parsed at all, a pattern over the text
+    catches the usual keys. A missed structure only means a value is not censored, never that the task fails.
+    """
+    found = kubeconfig_user(kubeconfig, context)
+    if found["user"] is not None:
+        return user_credentials(found["user"], found["file"])
+    if found["users"]:  # the context or its user is not there (the task will fail): censor every user's
+        return set().union(*(user_credentials(entry, path) for entry, path in found["users"].values()
+                             if isinstance(entry, dict)))
+    if any(_parse_kubeconfig(text) is not None for text in found["raw"]):
+        return set()
+    return set(value for text in found["raw"] for _key, value in KUBECONFIG_SECRET_RE.findall(text)
+               if len(value) >= MIN_CENSORED_LENGTH)
+
+
 def protect_kubeconfig_secrets(module):
-    """Add the kubeconfig's credentials to the values Ansible censors in results and logs."""
-    for value in kubeconfig_secrets(module.params.get("kubeconfig")):
+    """Add the credentials of the kubeconfig user the task uses to the values Ansible censors in results and logs.
+
+    Call it right after creating the AnsibleModule, before anything can fail. It never fails the task.
+    """
+    try:
+        secrets = kubeconfig_secrets(module.params.get("kubeconfig"), module.params.get("context"))
+    except Exception:  # pylint: disable=broad-except
+        return
+    for value in secrets:
         module.no_log_values.add(value)

@@ -263,6 +263,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     disconnect,
     ensure_connected,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
 DIFF_KEYS = ("connected", "context", "namespace", "manager_namespace")
 
@@ -375,6 +376,7 @@ def apply_state(module, runner):
 
 def main():
     module = AnsibleModule(argument_spec=module_argument_spec(), supports_check_mode=True)
+    protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     validate(module)
     runner = TelepresenceCli.from_params(module)
     try:

@@ -403,6 +403,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.status import
     normalize_status,
     workloads_from_list,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
 GATHER_CHOICES = ["client", "status", "intercepts", "workloads", "manager"]
 NEEDS_STATUS = ("status", "intercepts", "workloads")
@@ -563,6 +564,7 @@ def gather(module, runner, lists):
 
 def main():
     module = AnsibleModule(argument_spec=module_argument_spec(), supports_check_mode=True)
+    protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     validate(module)
     runner = TelepresenceCli.from_params(module)
     lists = ListReader(runner)

@@ -371,6 +371,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
 POLL_SECONDS = 1.0
 ALREADY_EXISTS_TEXT = "already exists"
@@ -782,6 +783,7 @@ def excerpt(text, limit=200):
 
 def main():
     module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
+    protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     params = module.params
     params["workload"] = params["workload"] or params["name"]
     headers = validate(module)

@@ -328,6 +328,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.manager impor
     wait_until_ready,
     wait_until_removed,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
 # Time a Helm call may take beyond wait_timeout: the CLI's own start-up and its reply once Helm saw the manager ready.
 HELM_MARGIN_SECONDS = 10
@@ -809,6 +810,7 @@ def current_state(kube, namespace):
 
 def main():
     module = AnsibleModule(argument_spec=module_argument_spec(), supports_check_mode=True)
+    protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     validate(module)
     runner = TelepresenceCli.from_params(module)
     kube = Kube.from_params(module.params)
