@@ -93,7 +93,7 @@ def test_call_passes_a_request_timeout():
         seen.update(kwargs)
         return "ok"
     assert Kube(timeout=9).call("get", "pods", "app", method) == "ok"
-    assert seen["_request_timeout"] == 9
+    assert 8 < seen["_request_timeout"] <= 9  # what is left of the one deadline
 
 
 def test_gc_is_frozen_at_exit_once_the_client_is_loaded(monkeypatch):
