@@ -82,7 +82,7 @@ class ExecPluginFailed(BaseException):
 def _kubernetes():
     """``(config, client)``: the client's kubeconfig loader and ``ApiClient``/``Configuration`` module."""
     try:
-        import kubernetes.config as config  # pylint: disable=import-outside-toplevel
+        from kubernetes import config  # pylint: disable=import-outside-toplevel
         from kubernetes.config import kube_config  # pylint: disable=import-outside-toplevel
         from kubernetes.client import api_client, configuration  # pylint: disable=import-outside-toplevel
     except ImportError:

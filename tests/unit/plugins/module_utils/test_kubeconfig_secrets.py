@@ -67,8 +67,8 @@ def test_only_the_current_contexts_user_in_every_form(tmp_path):
 
 
 def test_token_file_relative_to_the_kubeconfig_trimmed_and_raw(tmp_path):
-    assert common.kubeconfig_secrets(write(tmp_path), "files") == {"echoed-token-file-7777\n",
-                                                                    "echoed-token-file-7777"}
+    found = common.kubeconfig_secrets(write(tmp_path), "files")
+    assert found == {"echoed-token-file-7777\n", "echoed-token-file-7777"}
 
 
 def test_exec_env_values_and_auth_provider_secrets(tmp_path):
