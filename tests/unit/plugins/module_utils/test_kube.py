@@ -104,3 +104,98 @@ def test_gc_is_frozen_at_exit_once_the_client_is_loaded(monkeypatch):
     kube_utils._kubernetes()
     kube_utils._kubernetes()
     assert registered == [kube_utils.gc.freeze]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one deadline, exec plugins, tokens, no models (issues 12, 13, 16)
+# ---------------------------------------------------------------------------------------------------------------
+
+def exec_kubeconfig(tmp_path, script, server="http://127.0.0.1:1"):
+    plugin = tmp_path / "plugin"
+    plugin.write_text("#!/bin/sh\n" + script)
+    plugin.chmod(0o755)
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sso",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "sso-user", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}}}],
+        "contexts": [{"name": "sso", "context": {"cluster": "c", "user": "sso-user"}}],
+    }
+    path = tmp_path / "kc"
+    path.write_text(json.dumps(config))
+    return str(path), str(plugin)
+
+
+def test_hanging_exec_plugin_is_killed_at_the_deadline(tmp_path):
+    import os
+    import time
+    pid_file = tmp_path / "pid"
+    path, plugin = exec_kubeconfig(tmp_path, "echo $$ > %s\nexec sleep 300\n" % pid_file)
+    started = time.monotonic()
+    with pytest.raises(KubeError) as info:
+        Kube(path, timeout=1).get("core", "namespace", "app")
+    assert time.monotonic() - started < 3
+    assert info.value.msg.startswith("the exec credential plugin %r of kubeconfig user 'sso-user' (%s) did not answer "
+                                     "within 1 s" % (plugin, path))
+    assert "`kubectl get ns` once" in info.value.msg
+    pid = int(pid_file.read_text())
+    with pytest.raises(OSError):
+        os.kill(pid, 0)
+
+
+def test_failing_exec_plugin_is_named_not_a_401(tmp_path):
+    path, plugin = exec_kubeconfig(tmp_path, "echo 'no session, run sso login' >&2\nexit 3\n")
+    with pytest.raises(KubeError) as info:
+        Kube(path, timeout=5).get("core", "namespace", "app")
+    assert info.value.msg.startswith("the exec credential plugin %r of kubeconfig user 'sso-user'" % plugin)
+    assert "it exited with 3: no session, run sso login" in info.value.msg
+
+
+def test_a_timed_out_call_makes_the_next_fail_at_once():
+    kube = Kube(timeout=5)
+
+    def slow(**_kwargs):
+        raise TimeoutError("timed out")
+    with pytest.raises(KubeError, match="no answer within 5 s"):
+        kube.call("get", "pods", "app", slow)
+    called = []
+    with pytest.raises(KubeError, match="no answer within 5 s"):
+        kube.call("get", "pods", "app", lambda **_k: called.append(1))
+    assert called == []
+
+
+class FakeConfiguration:
+    def __init__(self, value):
+        self.value = value
+
+    def auth_settings(self):
+        return {"BearerToken": {"in": "header", "key": "authorization", "value": self.value}}
+
+
+def test_bearer_tokens_are_trimmed_as_kubectl_does():
+    headers = Kube()._auth_headers(FakeConfiguration("Bearer  tok-with-newline\n"))
+    assert headers == {"authorization": "Bearer tok-with-newline"}
+
+
+def test_a_token_with_a_line_break_inside_is_named_not_quoted(tmp_path):
+    path = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1")
+    with pytest.raises(KubeError) as info:
+        Kube(path)._auth_headers(FakeConfiguration("Bearer secret-part\nother-part"))
+    assert info.value.msg.startswith("the token of user u in %s has invalid characters" % path)
+    assert "secret-part" not in info.value.msg and "other-part" not in info.value.msg
+
+
+def test_reading_builds_no_generated_models(tmp_path):
+    """Importing kube.py imports no kubernetes; loading a kubeconfig imports no API class and no model."""
+    import os
+    import subprocess
+    import sys
+    path = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1")
+    code = ("import json, sys\nfrom ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube\n"
+            "assert 'kubernetes' not in sys.modules\nKube(%r).api_client()\n"
+            "print(json.dumps(sorted(m for m in sys.modules\n"
+            "                        if m.startswith(('kubernetes.client.api.', 'kubernetes.client.models.')))))\n" % path)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
