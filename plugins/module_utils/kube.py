@@ -382,12 +382,16 @@ class Kube:
         except KubeError:
             raise
         except Exception as exc:  # pylint: disable=broad-except
-            raise self.translate(exc, "watch", _plural(resource), namespace)
+            # a stream that went quiet is no reason to give up on the calls after it
+            raise self.translate(exc, "watch", _plural(resource), namespace, sticky=False)
         finally:
             response.release_conn()
 
-    def translate(self, exc, verb, resource, namespace):
-        """A KubeError naming what was attempted, for any exception an API call can raise."""
+    def translate(self, exc, verb, resource, namespace, sticky=True):
+        """A KubeError naming what was attempted, for any exception an API call can raise.
+
+        A timeout is ``sticky``: the task's later calls fail with it at once instead of waiting again.
+        """
         attempt = "%s %s %s" % (verb, resource, "in namespace %s" % namespace if namespace else "cluster-wide")
         who = self._context_name()
         status = getattr(exc, "status", None)
@@ -403,10 +407,12 @@ class Kube:
             return KubeError("the API server answered %s to %s: %s" % (status, attempt, _api_message(exc)),
                              status=status)
         if _is_timeout(exc):
-            self._gave_up = KubeError(
+            error = KubeError(
                 "cannot reach the Kubernetes API of %s to %s: no answer within %s s (the timeout option); check "
                 "that the cluster is running and the kubeconfig/context point at it" % (who, attempt, self.timeout))
-            return self._gave_up
+            if sticky:
+                self._gave_up = error
+            return error
         return KubeError("cannot reach the Kubernetes API of %s to %s: %s; check that the cluster is running and "
                          "the kubeconfig/context point at it" % (who, attempt, _short(exc)))
 
