@@ -135,6 +135,7 @@ def kubectl(sandbox):
                                                   'HOME': sandbox['TP_SANDBOX_DIR'], 'PATH': '/usr/bin:/bin'})
         assert result.returncode == 0, result.stderr
         return result.stdout
+    run.kubeconfig, run.home = sandbox['KUBECONFIG'], sandbox['TP_SANDBOX_DIR']
     run('create', '--validate=false', '-f', '-', stdin=json.dumps({'apiVersion': 'v1', 'kind': 'Namespace',
                                                'metadata': {'name': 'smp-shop'}}))
     yield run
@@ -193,3 +194,27 @@ def test_kubectl_apply_of_edited_manifests_stores_what_a_real_server_would(kubec
         got = {k: stored[0][k] for k in cart}
         assert dict(got, ports=without_protocol(got['ports'])) == cart
         assert '$' not in json.dumps(service) + json.dumps(deploy)
+
+
+# ---------------------------------------------------------------------- kubectl's typed generators (protobuf bodies)
+
+@pytest.mark.skipif(KUBECTL is None, reason='/usr/bin/kubectl is not installed')
+def test_kubectl_typed_create_of_namespace_configmap_secret(kubectl):
+    """They send protobuf (clusterkit/protobuf.py reads those three kinds); other generators get a 415 that says why."""
+    kubectl('create', 'namespace', 'smp-typed')
+    try:
+        kubectl('create', 'configmap', 'cfg', '-n', 'smp-typed', '--from-literal=a=1', '--from-literal=b=two')
+        kubectl('create', 'secret', 'generic', 's1', '-n', 'smp-typed', '--from-literal=pw=hunter2', '--type=Opaque')
+        namespace = json.loads(kubectl('get', 'namespace', 'smp-typed', '-o', 'json'))
+        assert namespace['status'] == {'phase': 'Active'}
+        configmap = json.loads(kubectl('-n', 'smp-typed', 'get', 'configmap', 'cfg', '-o', 'json'))
+        assert configmap['data'] == {'a': '1', 'b': 'two'}
+        secret = json.loads(kubectl('-n', 'smp-typed', 'get', 'secret', 's1', '-o', 'json'))
+        assert (secret['data'], secret['type']) == ({'pw': 'aHVudGVyMg=='}, 'Opaque')
+        refused = subprocess.run([KUBECTL, 'create', 'deployment', 'd1', '-n', 'smp-typed', '--image=x'],
+                                 capture_output=True, text=True, timeout=60, check=False,
+                                 env={'KUBECONFIG': kubectl.kubeconfig, 'HOME': kubectl.home, 'PATH': '/usr/bin:/bin'})
+        assert refused.returncode == 1
+        assert 'not apps/v1 Deployment' in refused.stderr and '--dry-run=client -o yaml | kubectl apply' in refused.stderr
+    finally:
+        kubectl('delete', 'namespace', 'smp-typed')
