@@ -161,6 +161,7 @@ class Routes:
         self.files = files
         self.services: dict[str, dict[tuple[str | None, int], Listener]] = {}
         self.defaults: dict[str, tuple[str | None, int]] = {}
+        self.published = ''
 
     def put(self, service: dict[str, Any]) -> None:
         meta = service.get('metadata') or {}
@@ -210,7 +211,11 @@ class Routes:
         return result
 
     def publish(self) -> None:
-        write_atomically(self.files.traffic_ports, json.dumps(self.table(), indent=1, sort_keys=True))
+        """Rewrite traffic.json when it changed (the periodic re-list usually changes nothing)."""
+        text = json.dumps(self.table(), indent=1, sort_keys=True)
+        if text != self.published or not self.files.traffic_ports.exists():
+            write_atomically(self.files.traffic_ports, text)
+            self.published = text
 
     def stop(self) -> None:
         for key in list(self.services):
