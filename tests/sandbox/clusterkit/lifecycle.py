@@ -209,7 +209,7 @@ def exported_env(files: SandboxFiles) -> dict[str, str]:
         'TP_SANDBOX_VERSIONS': ' '.join(mirror_versions(files)),
     }
     for key, entry in sorted((read_json(files.traffic_ports, {}) or {}).items()):
-        namespace, _, service = key.partition('/')
+        namespace, service = key.split('/', 1)
         if namespace == 'app':  # the seeded Services; any other is reached with tests/sandbox/traffic-url
             env[f'TP_SANDBOX_TRAFFIC_{service.upper().replace("-", "_")}'] = entry['url']
     env['TP_SANDBOX_SECRET'] = files.secret.read_text().strip()

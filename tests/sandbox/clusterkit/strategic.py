@@ -206,8 +206,8 @@ def merge_special_elements(original: list[Any], patch: list[Any], merge_key: str
         elif item[DIRECTIVE] == 'delete':
             if merge_key not in item:
                 raise invalid(f'map: {item} does not contain declared merge key: {merge_key}')
-            original = [o for o in original if not (isinstance(o, dict) and merge_key in o
-                                                     and o[merge_key] == item[merge_key])]
+            original = [o for o in original
+                        if not (isinstance(o, dict) and merge_key in o and o[merge_key] == item[merge_key])]
         elif item[DIRECTIVE] == 'replace':
             replace = True
         elif item[DIRECTIVE] == 'merge':

@@ -136,11 +136,10 @@ def kubectl(sandbox):
         assert result.returncode == 0, result.stderr
         return result.stdout
     run.kubeconfig, run.home = sandbox['KUBECONFIG'], sandbox['TP_SANDBOX_DIR']
-    run('create', '--validate=false', '-f', '-', stdin=json.dumps({'apiVersion': 'v1', 'kind': 'Namespace',
-                                               'metadata': {'name': 'smp-shop'}}))
+    namespace = json.dumps({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'smp-shop'}})
+    run('create', '--validate=false', '-f', '-', stdin=namespace)
     yield run
-    run('delete', '-f', '-', stdin=json.dumps({'apiVersion': 'v1', 'kind': 'Namespace',
-                                               'metadata': {'name': 'smp-shop'}}))
+    run('delete', '-f', '-', stdin=namespace)
 
 
 def live(kubectl):

@@ -211,10 +211,10 @@ def test_intercept_of_a_new_service_reaches_the_local_server(sandbox, sandbox_di
 def test_edited_service_ports_follow(sandbox, sandbox_dir, kube, shop_namespace):
     kube.core.create_namespaced_service(shop_namespace, service_manifest('edit', shop_namespace, [
         {'name': 'web', 'port': 80, 'targetPort': 8080}, {'name': 'extra', 'port': 81, 'targetPort': 8081}]))
-    web, _ = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'web'), 2.0)
+    web, _seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'web'), 2.0)
     extra = url_of(sandbox_dir, f'{shop_namespace}/edit', 'extra')
     kube.core.patch_namespaced_service('edit', shop_namespace, [{'op': 'remove', 'path': '/spec/ports/1'}])
-    gone, _ = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'extra') is None, 2.0)
+    gone, _seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'extra') is None, 2.0)
     assert gone and answers(extra) is None
     assert url_of(sandbox_dir, f'{shop_namespace}/edit', 'web') == web and fetch(web)[0] == 200  # kept its URL
 
