@@ -37,8 +37,11 @@ build: venv
 	@rm -rf .build/dist && mkdir -p .build/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist .
 
+# Prints export lines: `eval "$(make -s sandbox-up)"` also puts this checkout's collection and the venv's Ansible first.
 sandbox-up: venv
+	@$(BIN)/python tests/tools/sync_copy.py "$(CURDIR)" "$(CURDIR)/.build/collections/ansible_collections/devloop/telepresence" >&2
 	@tests/sandbox/up
+	@echo "export PATH='$(BIN)':\"\$$PATH\" ANSIBLE_COLLECTIONS_PATH='$(CURDIR)/.build/collections'"
 
 sandbox-down:
 	@tests/sandbox/down

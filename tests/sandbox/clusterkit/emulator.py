@@ -28,7 +28,7 @@ import attrs
 import kmock
 import yaml
 
-from . import errors, patching, selectors, tables
+from . import errors, patching, protobuf, selectors, tables
 from .faults import ClusterFaults, Fault
 from .files import SandboxFiles
 
@@ -457,12 +457,17 @@ class SandboxCluster(kmock.KubernetesEmulator):
 
     @staticmethod
     def _body(request: kmock.Request) -> Any:
-        """JSON bodies, or YAML (server-side apply may send it). Protobuf, which kubectl's typed generators
-        (`kubectl create namespace|configmap|deployment ...`) send, is refused: decoding it needs every type's schema.
+        """JSON bodies, or YAML (server-side apply may send it). Protobuf, which kubectl's typed generators send,
+        is read for Namespace, ConfigMap and Secret (protobuf.py); for other kinds it is refused: decoding it needs
+        every type's schema.
         """
         if request.headers.get('Content-Type', '').startswith('application/vnd.kubernetes.protobuf'):
-            raise errors.ApiError(415, 'UnsupportedMediaType', 'the sandbox API server accepts JSON or YAML bodies, '
-                                  'not protobuf: use `kubectl create -f` or `kubectl apply -f`', {})
+            try:
+                return protobuf.decode(request.body or b'')
+            except protobuf.UnsupportedProtobuf as exc:
+                raise errors.ApiError(415, 'UnsupportedMediaType', f'the sandbox API server accepts JSON or YAML '
+                                      f'bodies ({exc}): use `kubectl create -f` or `kubectl apply -f`, or '
+                                      f'`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`', {})
         if request.data is not None:
             return request.data
         try:

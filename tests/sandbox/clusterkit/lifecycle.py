@@ -208,9 +208,10 @@ def exported_env(files: SandboxFiles) -> dict[str, str]:
         'TP_SANDBOX_MIRROR': f'http://127.0.0.1:{files.mirror_port.read_text().strip()}',
         'TP_SANDBOX_VERSIONS': ' '.join(mirror_versions(files)),
     }
-    for key, port in sorted((read_json(files.traffic_ports, {}) or {}).items()):
-        service = key.split('/', 1)[-1]
-        env[f'TP_SANDBOX_TRAFFIC_{service.upper().replace("-", "_")}'] = f'http://127.0.0.1:{port}'
+    for key, entry in sorted((read_json(files.traffic_ports, {}) or {}).items()):
+        namespace, service = key.split('/', 1)
+        if namespace == 'app':  # the seeded Services; any other is reached with tests/sandbox/traffic-url
+            env[f'TP_SANDBOX_TRAFFIC_{service.upper().replace("-", "_")}'] = entry['url']
     env['TP_SANDBOX_SECRET'] = files.secret.read_text().strip()
     return env
 

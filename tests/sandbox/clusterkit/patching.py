@@ -1,11 +1,11 @@
-"""PATCH bodies: JSON merge patch (RFC 7386), strategic merge (treated as merge), JSON patch (RFC 6902)."""
+"""PATCH bodies: JSON merge patch (RFC 7386), strategic merge patch (strategic.py), JSON patch (RFC 6902)."""
 import copy
 from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch  # a kmock dependency
 
-from . import errors
+from . import errors, strategic
 
 JSON_PATCH = 'application/json-patch+json'
 MERGE_PATCH = 'application/merge-patch+json'
@@ -31,7 +31,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def apply_patch(content_type: str, current: dict[str, Any], body: Any) -> dict[str, Any]:
-    """The patched copy of `current`; strategic-merge directives (`$patch`, list merge keys) are not interpreted."""
+    """The patched copy of `current`. Server-side apply (apply-patch+yaml) stays a plain merge of the applied
+    configuration: the sandbox keeps no managedFields, so it cannot tell which fields an applier gave up."""
     if content_type == JSON_PATCH:
         if not isinstance(body, list):
             raise errors.bad_request('the body of a JSON patch must be a list of operations')
@@ -41,4 +42,6 @@ def apply_patch(content_type: str, current: dict[str, Any], body: Any) -> dict[s
             raise errors.ApiError(422, 'Invalid', f'the server rejected our request due to an error in our request: {exc}', {})
     if not isinstance(body, Mapping):
         raise errors.bad_request('the body of a merge patch must be a JSON object')
+    if content_type == STRATEGIC_MERGE_PATCH:
+        return strategic.strategic_merge_patch(str(current.get('kind') or ''), current, body)
     return merge_patch(current, body)

@@ -1,11 +1,15 @@
 """Conformance of the traffic stand-ins (traffic.py): cluster answers by default, the local server when intercepted."""
 import http.server
 import json
+import os
+import subprocess
+import time
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
+from sandbox_support import SANDBOX
 
 SERVICES = ('fresh-app', 'multi-port', 'numeric-port', 'web-only', 'secret-app')
 
@@ -59,9 +63,14 @@ def local_server():
 
 def test_ports_file_lists_every_seeded_service(sandbox, sandbox_dir):
     ports = json.loads((sandbox_dir / 'ports' / 'traffic.json').read_text())
-    assert set(ports) == {f'app/{name}' for name in SERVICES}
+    assert {key for key in ports if key.startswith('app/')} == {f'app/{name}' for name in SERVICES}
     for name in SERVICES:
-        assert traffic_url(sandbox, name) == f'http://127.0.0.1:{ports["app/" + name]}'
+        assert traffic_url(sandbox, name) == ports['app/' + name]['url']
+    # one URL per port, by name and by number; the default is `http` (multi-port: http 80, grpc 9090)
+    multi = ports['app/multi-port']
+    assert multi['url'] == multi['ports']['http'] == multi['ports']['80']
+    assert multi['ports']['grpc'] == multi['ports']['9090'] != multi['url']
+    assert set(ports['app/numeric-port']['ports']) == {'8080'}
 
 
 @pytest.mark.parametrize('service', SERVICES)
@@ -115,3 +124,111 @@ def test_refused_local_port_gives_a_readable_502(sandbox, emulator_state):
     status, _headers, body = fetch(traffic_url(sandbox, 'fresh-app'))
     assert status == 502
     assert f'127.0.0.1:{free_port}' in body and 'fresh-app' in body
+
+
+# ---------------------------------------------------------------------- the stand-in follows the cluster's Services
+
+TRAFFIC_URL = SANDBOX / 'traffic-url'
+
+
+def run_traffic_url(sandbox, *args):
+    env = dict(os.environ, TP_SANDBOX_DIR=sandbox['TP_SANDBOX_DIR'])
+    return subprocess.run([str(TRAFFIC_URL), *args], env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+def service_manifest(name, namespace, ports):
+    return {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': name, 'namespace': namespace},
+            'spec': {'selector': {'app': name}, 'ports': ports}}
+
+
+def poll(predicate, timeout):
+    """The first truthy predicate() within `timeout` seconds, and the seconds it took; (None, timeout) otherwise."""
+    started = time.monotonic()
+    while True:
+        value = predicate()
+        elapsed = time.monotonic() - started
+        if value or elapsed >= timeout:
+            return value, elapsed
+        time.sleep(0.05)
+
+
+def url_of(sandbox_dir, key, port=None):
+    table = json.loads((sandbox_dir / 'ports' / 'traffic.json').read_text())
+    entry = table.get(key)
+    if entry is None:
+        return None
+    return entry['url'] if port is None else entry['ports'].get(port)
+
+
+def answers(url):
+    try:
+        return fetch(url)
+    except OSError:  # refused: nobody listens any more
+        return None
+
+
+@pytest.fixture
+def shop_namespace(kube):
+    from kubernetes import client
+    name = 'shop-traffic'
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    kube.core.delete_namespace(name)
+
+
+def test_service_created_after_up_is_routable_within_2_s(sandbox, sandbox_dir, kube, shop_namespace):
+    kube.core.create_namespaced_service(shop_namespace, service_manifest('cart', shop_namespace, [
+        {'name': 'web', 'port': 80, 'targetPort': 8080}, {'name': 'admin', 'port': 9000, 'targetPort': 9000}]))
+    url, seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/cart', 'web'), 2.0)
+    assert url, f'{shop_namespace}/cart not in traffic.json after {seconds:.2f} s'
+    assert fetch(url + '/x')[::2] == (200, f'cluster: cart.{shop_namespace}\n')
+    assert fetch(url_of(sandbox_dir, f'{shop_namespace}/cart', '9000'))[2] == f'cluster: cart.{shop_namespace}\n'
+    result = run_traffic_url(sandbox, f'{shop_namespace}/cart:web')
+    assert (result.returncode, result.stdout.strip()) == (0, url)
+    assert run_traffic_url(sandbox, f'{shop_namespace}/cart').stdout.strip() == url_of(
+        sandbox_dir, f'{shop_namespace}/cart')  # no `http` port: the first one
+    assert run_traffic_url(sandbox, f'{shop_namespace}/cart:admin').stdout.strip() == url_of(
+        sandbox_dir, f'{shop_namespace}/cart', '9000')
+
+    kube.core.delete_namespaced_service('cart', shop_namespace, _preload_content=False)
+    gone, seconds = poll(lambda: answers(url) is None and url_of(sandbox_dir, f'{shop_namespace}/cart') is None, 2.0)
+    assert gone, f'deleted Service still served after {seconds:.2f} s'
+
+
+def test_intercept_of_a_new_service_reaches_the_local_server(sandbox, sandbox_dir, kube, shop_namespace,
+                                                             emulator_state, local_server):
+    kube.core.create_namespaced_service(shop_namespace, service_manifest('cart', shop_namespace, [
+        {'name': 'web', 'port': 80, 'targetPort': 8080}]))
+    url, _seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/cart', 'web'), 2.0)
+    emulator_state({'intercepts': [intercept('cart', local_server, namespace=shop_namespace,
+                                             service_port_name='web')]})
+    status, headers, _body = fetch(url)
+    assert status == 201 and headers['X-Served-By'] == 'local'
+    emulator_state({'intercepts': []})
+    assert fetch(url)[2] == f'cluster: cart.{shop_namespace}\n'
+
+
+def test_edited_service_ports_follow(sandbox, sandbox_dir, kube, shop_namespace):
+    kube.core.create_namespaced_service(shop_namespace, service_manifest('edit', shop_namespace, [
+        {'name': 'web', 'port': 80, 'targetPort': 8080}, {'name': 'extra', 'port': 81, 'targetPort': 8081}]))
+    web, _seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'web'), 2.0)
+    extra = url_of(sandbox_dir, f'{shop_namespace}/edit', 'extra')
+    kube.core.patch_namespaced_service('edit', shop_namespace, [{'op': 'remove', 'path': '/spec/ports/1'}])
+    gone, _seconds = poll(lambda: url_of(sandbox_dir, f'{shop_namespace}/edit', 'extra') is None, 2.0)
+    assert gone and answers(extra) is None
+    assert url_of(sandbox_dir, f'{shop_namespace}/edit', 'web') == web and fetch(web)[0] == 200  # kept its URL
+
+
+@pytest.mark.parametrize('target, message', [
+    ('app/nope', "no Service 'nope' in namespace 'app' is served"),
+    ('app/multi-port:nope', "Service app/multi-port has no port 'nope' (its ports: 80, 9090, grpc, http)"),
+])
+def test_traffic_url_says_what_is_unknown(sandbox, target, message):
+    result = run_traffic_url(sandbox, '--wait', '0', target)
+    assert result.returncode == 1 and result.stdout == ''
+    assert message in result.stderr
+
+
+def test_traffic_url_refuses_a_malformed_target(sandbox):
+    result = run_traffic_url(sandbox, 'cart')
+    assert result.returncode == 2 and 'expected NAMESPACE/SERVICE[:PORT]' in result.stderr
