@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ctrl-C and SIGTERM of ansible-playbook stop what the run started (issue 12).
+
+A slow ``helm install`` and a slow ``intercept`` (the emulator's ``slow``/``slow_after`` CLI faults, see
+tests/sandbox/README.md) are interrupted by a signal to the ansible-playbook process only, as a terminal or a CI
+runner sends it. Within 5 s no process of that run may remain: every process whose environment carries the run's
+marker, or whose command line names this sandbox's telepresence executables. Then an immediate re-run succeeds
+and a second re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tp_harness import BIN, collections_path, runner, sandbox  # noqa: F401  pylint: disable=unused-import
+
+GRACE = 5.0   # seconds within which nothing of an interrupted run may remain
+
+
+def run_processes(marker, sandbox_bin):
+    """``{pid: cmdline}`` of the live processes of one run (zombies excluded)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open("/proc/%s/environ" % entry, "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if marker.encode() in environ or sandbox_bin in cmdline:
+            found[int(entry)] = cmdline
+    return found
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def interrupt_run(runner, playbook, signum, cli_words):  # noqa: F811
+    """Start ``playbook``, wait for the CLI call named by ``cli_words``, send ``signum`` to ansible-playbook.
+
+    Returns the seconds from the signal until nothing of the run remained.
+    """
+    marker = "TP_INTERRUPT_RUN=%s" % uuid.uuid4().hex
+    name, value = marker.split("=")
+    sandbox_bin = str(runner.sandbox.dir / "bin") + "/"
+    env = runner.env(**{name: value})
+    out = open(str(playbook)[:-len(".yml")] + ".interrupted.out", "w")
+    # its own session, so that the test's cleanup can end exactly this run's group and nothing else
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(runner.inventory), str(playbook)], env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def cli_running():
+            return [pid for pid, cmdline in run_processes(marker, sandbox_bin).items()
+                    if sandbox_bin in cmdline and all(" %s " % word in cmdline + " " for word in cli_words)]
+        assert wait_for(cli_running, 60), "the CLI call %s never started" % (cli_words,)
+        proc.send_signal(signum)
+        signalled = time.monotonic()
+        remaining = wait_for(lambda: not run_processes(marker, sandbox_bin), GRACE)
+        elapsed = time.monotonic() - signalled
+        left = run_processes(marker, sandbox_bin)
+        assert remaining and not left, "%.1f s after %s, processes of the run remain: %s" % (
+            GRACE, signal.Signals(signum).name, json.dumps(left, indent=1))
+        proc.wait(timeout=10)
+        return elapsed
+    finally:
+        out.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in run_processes(marker, sandbox_bin):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def set_cli_faults(sandbox, faults):  # noqa: F811
+    for name in ("faults.json", "faults.state.json"):
+        try:
+            (sandbox.dir / name).unlink()
+        except FileNotFoundError:
+            pass
+    if faults:
+        (sandbox.dir / "faults.json").write_text(json.dumps({"cli": faults}))
+
+
+def assert_converges(runner, playbook):  # noqa: F811
+    first = runner.run_playbook(playbook)
+    assert first.rc == 0, first.output[-4000:]
+    second = runner.run_playbook(playbook)
+    assert second.rc == 0, second.output[-4000:]
+    changed = [item["task"] for item in second.tasks if item["result"].get("changed")]
+    assert changed == [], "the second re-run changed %s\n%s" % (changed, second.output[-3000:])
+    return first.duration
+
+
+def manager_task(sandbox, state="present"):  # noqa: F811
+    return {"name": "manager %s" % state, "devloop.telepresence.tp_manager": {
+        "binary_path": sandbox.binary(), "state": state, "wait_timeout": 30}}
+
+
+def test_interrupted_helm_install(runner, sandbox, signum):  # noqa: F811
+    """The manager install is interrupted before anything lands (``slow``), then installed by the next run."""
+    runner.play([manager_task(sandbox, "absent")])
+    playbook = runner.write([{"name": "install", "hosts": "localhost", "gather_facts": False,
+                              "tasks": [manager_task(sandbox)]}])
+    set_cli_faults(sandbox, {"helm install": {"mode": "slow", "seconds": 30}})
+    try:
+        elapsed = interrupt_run(runner, playbook, signum, ["helm", "install"])
+    finally:
+        set_cli_faults(sandbox, None)
+    print("helm install, %s: nothing of the run left after %.2f s" % (signal.Signals(signum).name, elapsed))
+    rerun = assert_converges(runner, playbook)
+    print("helm install, %s: re-run converged in %.1f s" % (signal.Signals(signum).name, rerun))
+
+
+def test_interrupted_intercept(runner, sandbox, signum, tmp_path):  # noqa: F811
+    """The intercept lands but the CLI is still waiting (``slow_after``); the next run adopts it."""
+    binary = sandbox.binary()
+    runner.play([manager_task(sandbox)])
+    tasks = [{"name": "connected", "devloop.telepresence.tp_connection": {"binary_path": binary, "namespace": "app"}},
+             {"name": "intercepted", "devloop.telepresence.tp_intercept": {
+                 "binary_path": binary, "name": "fresh-app", "namespace": "app", "port": 18000,
+                 "verify_local": "off", "wait_timeout": 10, "env_file": str(tmp_path / "app.env")}}]
+    playbook = runner.write([{"name": "intercept", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    set_cli_faults(sandbox, {"intercept": {"mode": "slow_after", "seconds": 30}})
+    try:
+        elapsed = interrupt_run(runner, playbook, signum, ["intercept"])
+    finally:
+        set_cli_faults(sandbox, None)
+    print("intercept, %s: nothing of the run left after %.2f s" % (signal.Signals(signum).name, elapsed))
+    try:
+        rerun = assert_converges(runner, playbook)
+        print("intercept, %s: re-run converged in %.1f s" % (signal.Signals(signum).name, rerun))
+        assert oct((tmp_path / "app.env").stat().st_mode & 0o777) == "0o600"
+    finally:
+        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
+                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
+                     {"name": "quit", "devloop.telepresence.tp_connection": {
+                         "binary_path": binary, "state": "disconnected"}}])
+
+
+@pytest.fixture(params=[signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def signum(request):
+    return request.param
