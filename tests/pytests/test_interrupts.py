@@ -165,3 +165,34 @@ def test_interrupted_intercept(runner, sandbox, signum, tmp_path):  # noqa: F811
 @pytest.fixture(params=[signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def signum(request):
     return request.param
+
+
+def test_tp_binary_into_an_unrelated_dest_leaves_another_clients_intercept_alone(runner, sandbox, tmp_path):  # noqa: F811
+    """Issue 12: installing v2.25.0 into a new folder replaces nothing, so the 2.24.0 session keeps its intercept."""
+    binary = sandbox.binary()
+    mirror = sandbox.env["TP_SANDBOX_MIRROR"]
+    dest = tmp_path / "other-bin" / "telepresence"
+    runner.play([manager_task(sandbox)])
+    try:
+        setup = runner.play([
+            {"name": "connected", "devloop.telepresence.tp_connection": {"binary_path": binary, "namespace": "app"}},
+            {"name": "intercepted", "devloop.telepresence.tp_intercept": {
+                "binary_path": binary, "name": "fresh-app", "namespace": "app", "port": 18004, "verify_local": "off"}}])
+        assert setup.rc == 0, setup.output[-3000:]
+        before = sandbox.state()
+        played = runner.play([{"name": "install", "devloop.telepresence.tp_binary": {
+            "version": "2.25.0", "dest": str(dest), "base_url": mirror, "allow_insecure_http": True,
+            "checksum_url": "%s/v2.25.0/sha256sums.txt" % mirror, "prefer_system": False}}])
+        assert played.rc == 0, played.output[-3000:]
+        result = played.result("install")
+        assert result["changed"] is True and result["daemons_stopped"] is False and result["command"] is None
+        assert not [argv for argv in result["commands"] if argv[1:2] == ["quit"]]
+        assert any("daemons of another client are running" in warning for warning in result.get("warnings", [])), result
+        after = sandbox.state()
+        assert after["daemons"] == before["daemons"] and after["daemons"]["user"]["version"] == "2.24.0"
+        assert [(item["name"], item["disposition"]) for item in after["intercepts"]] == [("fresh-app", "ACTIVE")]
+    finally:
+        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
+                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
+                     {"name": "quit", "devloop.telepresence.tp_connection": {
+                         "binary_path": binary, "state": "disconnected"}}])
