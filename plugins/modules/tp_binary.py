@@ -290,7 +290,6 @@ commands:
 
 import os
 import platform
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.urls import open_url
@@ -317,6 +316,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.binary import
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import check_non_negative, check_positive, fail_with
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_file
 
 CLI_TIMEOUT_MAX = 60
 # Extra time a run waits for a concurrent run on the same folder, on top of that run's download budget.
@@ -562,7 +562,7 @@ class BinaryManager:
         req = self.req
         remove_stale_downloads(req.folder)
         try:
-            fd, temp = tempfile.mkstemp(dir=req.folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+            fd, temp = private_file(TEMP_PREFIX, TEMP_SUFFIX, req.folder)
         except OSError as exc:
             raise BinaryError("dest %s cannot be written: creating a temporary file in %s failed: %s" % (
                 req.dest, req.folder, exc.strerror or exc))

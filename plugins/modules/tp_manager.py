@@ -291,7 +291,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -328,6 +327,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.manager impor
     wait_until_ready,
     wait_until_removed,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Time a Helm call may take beyond wait_timeout: the CLI's own start-up and its reply once Helm saw the manager ready.
 HELM_MARGIN_SECONDS = 10
@@ -545,7 +545,7 @@ def values_file(values):
     if values is None:
         yield None
         return
-    directory = tempfile.mkdtemp(prefix="tp_manager_")
+    directory = private_dir("tp_manager_")
     try:
         path = os.path.join(directory, "values.json")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

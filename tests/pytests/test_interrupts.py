@@ -7,7 +7,8 @@ A slow ``helm install`` and a slow ``intercept`` (the emulator's ``slow``/``slow
 tests/sandbox/README.md) are interrupted by a signal to the ansible-playbook process only, as a terminal or a CI
 runner sends it. Within 5 s no process of that run may remain: every process whose environment carries the run's
 marker, or whose command line names this sandbox's telepresence executables. Then an immediate re-run succeeds
-and a second re-run changes nothing.
+and a second re-run changes nothing. A module killed with SIGKILL mid-call takes its CLI call with it (Linux
+parent-death signal), and the next run removes the temporary folder it left (module_utils/tempfiles.py).
 """
 
 from __future__ import annotations
@@ -191,6 +192,95 @@ def test_tp_binary_into_an_unrelated_dest_leaves_another_clients_intercept_alone
         after = sandbox.state()
         assert after["daemons"] == before["daemons"] and after["daemons"]["user"]["version"] == "2.24.0"
         assert [(item["name"], item["disposition"]) for item in after["intercepts"]] == [("fresh-app", "ACTIVE")]
+    finally:
+        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
+                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
+                     {"name": "quit", "devloop.telepresence.tp_connection": {
+                         "binary_path": binary, "state": "disconnected"}}])
+
+
+def parent_of(pid):
+    with open("/proc/%d/stat" % pid) as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
+
+
+def sigkill_module(runner, playbook, cli_words):  # noqa: F811
+    """Start ``playbook``, SIGKILL the module process (the CLI call's parent) once the call runs.
+
+    Returns the seconds from the kill until the CLI call was gone (the kernel's parent-death signal).
+    """
+    marker = "TP_INTERRUPT_RUN=%s" % uuid.uuid4().hex
+    name, value = marker.split("=")
+    sandbox_bin = str(runner.sandbox.dir / "bin") + "/"
+    out = open(str(playbook)[:-len(".yml")] + ".killed.out", "w")
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(runner.inventory), str(playbook)],
+                            env=runner.env(**{name: value}), stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        def cli_running():
+            return [pid for pid, cmdline in run_processes(marker, sandbox_bin).items()
+                    if sandbox_bin in cmdline and all(" %s " % word in cmdline + " " for word in cli_words)]
+        calls = wait_for(cli_running, 60)
+        assert calls, "the CLI call %s never started" % (cli_words,)
+        cli_pid = calls[0]
+        module = parent_of(cli_pid)
+        os.kill(module, signal.SIGKILL)
+        killed = time.monotonic()
+        gone = wait_for(lambda: cli_pid not in run_processes(marker, sandbox_bin), GRACE)
+        assert gone, "the CLI call outlived its SIGKILLed module by %.0f s" % GRACE
+        elapsed = time.monotonic() - killed
+        proc.wait(timeout=60)
+        return elapsed
+    finally:
+        out.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in run_processes(marker, sandbox_bin):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_sigkilled_helm_install_leaves_values_that_the_next_run_removes(runner, sandbox):  # noqa: F811
+    runner.play([manager_task(sandbox, "absent")])
+    task = manager_task(sandbox)
+    task["devloop.telepresence.tp_manager"]["values"] = {"agent": {"logLevel": "debug"}}
+    playbook = runner.write([{"name": "install", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    set_cli_faults(sandbox, {"helm install": {"mode": "slow", "seconds": 30}})
+    try:
+        elapsed = sigkill_module(runner, playbook, ["helm", "install"])
+    finally:
+        set_cli_faults(sandbox, None)
+    print("helm install, module SIGKILLed: CLI gone after %.2f s" % elapsed)
+    left = [name for name in os.listdir(str(runner.tmpdir)) if name.startswith("tp_manager_")]
+    assert left, "the SIGKILLed module left no values folder: the test did not kill it mid-call"
+    assert_converges(runner, playbook)
+    assert [name for name in os.listdir(str(runner.tmpdir)) if name.startswith("tp_manager_")] == []
+
+
+def test_sigkilled_intercept_leaves_an_env_folder_that_the_next_run_removes(runner, sandbox, tmp_path):  # noqa: F811
+    binary = sandbox.binary()
+    runner.play([manager_task(sandbox)])
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    tasks = [{"name": "connected", "devloop.telepresence.tp_connection": {"binary_path": binary, "namespace": "app"}},
+             {"name": "intercepted", "devloop.telepresence.tp_intercept": {
+                 "binary_path": binary, "name": "fresh-app", "namespace": "app", "port": 18000,
+                 "verify_local": "off", "wait_timeout": 10, "env_file": str(env_dir / "app.env")}}]
+    playbook = runner.write([{"name": "intercept", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    set_cli_faults(sandbox, {"intercept": {"mode": "slow_after", "seconds": 30}})
+    try:
+        elapsed = sigkill_module(runner, playbook, ["intercept"])
+        print("intercept, module SIGKILLed: CLI gone after %.2f s" % elapsed)
+    finally:
+        set_cli_faults(sandbox, None)
+    try:
+        left = [name for name in os.listdir(str(env_dir)) if name.startswith(".tp_intercept-")]
+        assert left, "the SIGKILLed module left no staging folder: the test did not kill it mid-call"
+        assert_converges(runner, playbook)
+        assert os.listdir(str(env_dir)) == ["app.env"]
     finally:
         runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
                          "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
