@@ -103,7 +103,8 @@ options:
       - The cluster is searched for agents first (pods with a C(traffic-agent) container, C(telepresence-agents)
         ConfigMaps); when there is none, no command runs.
       - C(uninstall) needs a session, so it runs in the connected session when that one uses this manager namespace,
-        else the module connects, removes the agents and quits again.
+        else the module connects, removes the agents and quits again (C(quit -s) when no daemon ran before, so the
+        daemons it started for that session do not stay).
       - Afterwards the cluster is searched again until no agent is left (their workloads roll out without them), for
         at most O(wait_timeout) seconds, also with O(wait=false). When agents remain, the task fails and the manager
         is left installed, so that no agent is left without its manager.
@@ -312,6 +313,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     ConnectionSpec,
     describe,
     differences,
+    daemons_running,
     ensure_connected,
     read_status,
 )
@@ -687,14 +689,16 @@ def remove_agents(module, runner, kube, check_mode=False):
     if check_mode:
         return {"path": "temporary session", "found": found}
     spec = ConnectionSpec(namespace=found[0].split("/", 1)[0], manager_namespace=namespace, context=params["context"])
+    # The session is this task's own; the daemons too when none ran before: quit -s stops those again.
+    leave = ["quit"] if daemons_running(status) else ["quit", "-s"]
     ensure_connected(runner, spec)
     try:
         acted = runner.run(["uninstall", "--all-agents"])
     except TelepresenceError:
         with contextlib.suppress(TelepresenceError):
-            runner.run(["quit"])
+            runner.run(leave)
         raise
-    runner.run(["quit"])
+    runner.run(leave)
     confirm_agents_removed(module, kube, acted, found)
     return {"path": "temporary session", "found": found}
 

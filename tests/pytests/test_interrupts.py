@@ -286,3 +286,41 @@ def test_sigkilled_intercept_leaves_an_env_folder_that_the_next_run_removes(runn
                          "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
                      {"name": "quit", "devloop.telepresence.tp_connection": {
                          "binary_path": binary, "state": "disconnected"}}])
+
+
+def daemons_running(sandbox):  # noqa: F811
+    daemons = sandbox.state().get("daemons") or {}
+    return sorted(name for name, daemon in daemons.items() if (daemon or {}).get("running"))
+
+
+def test_a_failed_connect_stops_the_daemons_it_launched(runner, sandbox):  # noqa: F811
+    """Issue 12: connect with a wrong manager namespace fails; the daemons it launched do not stay."""
+    binary = sandbox.binary()
+    runner.play([{"name": "stopped", "devloop.telepresence.tp_connection": {"binary_path": binary, "state": "stopped"}}])
+    assert daemons_running(sandbox) == []
+    played = runner.play([{"name": "connect", "devloop.telepresence.tp_connection": {
+        "binary_path": binary, "namespace": "app", "manager_namespace": "no-manager-here"}}])
+    assert played.rc != 0
+    result = played.result("connect")
+    assert "traffic" in result["msg"].lower(), result
+    assert result["commands"][-1] == [binary, "quit", "-s"]
+    assert daemons_running(sandbox) == []
+
+
+def test_agent_removal_in_a_temporary_session_leaves_no_daemons(runner, sandbox):  # noqa: F811
+    """Issue 12: tp_manager state=absent connects only to remove the agents; it stops what it started."""
+    binary = sandbox.binary()
+    setup = runner.play([
+        manager_task(sandbox),
+        {"name": "connected", "devloop.telepresence.tp_connection": {"binary_path": binary, "namespace": "app"}},
+        {"name": "intercepted", "devloop.telepresence.tp_intercept": {
+            "binary_path": binary, "name": "fresh-app", "namespace": "app", "port": 18005, "verify_local": "off"}},
+        {"name": "stopped", "devloop.telepresence.tp_connection": {"binary_path": binary, "state": "stopped"}}])
+    assert setup.rc == 0, setup.output[-3000:]
+    assert daemons_running(sandbox) == []
+    played = runner.play([manager_task(sandbox, "absent")])
+    assert played.rc == 0, played.output[-3000:]
+    result = played.result("manager absent")
+    assert result["agents"]["path"] == "temporary session", result
+    assert [binary, "quit", "-s"] in result["commands"]
+    assert daemons_running(sandbox) == []
