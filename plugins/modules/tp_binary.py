@@ -266,9 +266,9 @@ platform:
   sample: linux-amd64
 daemons_stopped:
   description:
-    - Whether Telepresence daemons were stopped with C(quit -s): only daemons started from the O(dest) this
-      task replaces (when their version differs from the new one) or removes. Daemons of another executable
-      are never stopped.
+    - Whether Telepresence daemons were stopped with C(quit -s). Only daemons started from the O(dest) this task
+      replaces (when their version differs from the new one) or removes are stopped; daemons of another executable
+      never are.
   returned: always
   type: bool
   sample: false

@@ -157,10 +157,7 @@ def test_interrupted_intercept(runner, sandbox, signum, tmp_path):  # noqa: F811
         print("intercept, %s: re-run converged in %.1f s" % (signal.Signals(signum).name, rerun))
         assert oct((tmp_path / "app.env").stat().st_mode & 0o777) == "0o600"
     finally:
-        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
-                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
-                     {"name": "quit", "devloop.telepresence.tp_connection": {
-                         "binary_path": binary, "state": "disconnected"}}])
+        end_intercept(runner, binary)
 
 
 @pytest.fixture(params=[signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -193,10 +190,14 @@ def test_tp_binary_into_an_unrelated_dest_leaves_another_clients_intercept_alone
         assert after["daemons"] == before["daemons"] and after["daemons"]["user"]["version"] == "2.24.0"
         assert [(item["name"], item["disposition"]) for item in after["intercepts"]] == [("fresh-app", "ACTIVE")]
     finally:
-        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
-                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
-                     {"name": "quit", "devloop.telepresence.tp_connection": {
-                         "binary_path": binary, "state": "disconnected"}}])
+        end_intercept(runner, binary)
+
+
+def end_intercept(runner, binary):  # noqa: F811
+    runner.play([
+        {"name": "left", "devloop.telepresence.tp_intercept": {
+            "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
+        {"name": "quit", "devloop.telepresence.tp_connection": {"binary_path": binary, "state": "disconnected"}}])
 
 
 def parent_of(pid):
@@ -282,10 +283,7 @@ def test_sigkilled_intercept_leaves_an_env_folder_that_the_next_run_removes(runn
         assert_converges(runner, playbook)
         assert os.listdir(str(env_dir)) == ["app.env"]
     finally:
-        runner.play([{"name": "left", "devloop.telepresence.tp_intercept": {
-                         "binary_path": binary, "name": "fresh-app", "namespace": "app", "state": "absent"}},
-                     {"name": "quit", "devloop.telepresence.tp_connection": {
-                         "binary_path": binary, "state": "disconnected"}}])
+        end_intercept(runner, binary)
 
 
 def daemons_running(sandbox):  # noqa: F811
