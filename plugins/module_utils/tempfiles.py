@@ -45,7 +45,9 @@ def private_file(prefix, suffix, parent):
     :func:`remove_leftovers` first where leftovers should go (tp_binary does it under its folder lock).
     """
     descriptor, path = tempfile.mkstemp(prefix=_owned_prefix(prefix), suffix=suffix, dir=parent)
-    _hold(os.dup(descriptor))
+    # The lock is held through a read-only descriptor: a writable one left open would make the file impossible to
+    # execute (ETXTBSY), and tp_binary test-runs the download before renaming it.
+    _hold(os.open(path, os.O_RDONLY))
     return descriptor, path
 
 

@@ -34,6 +34,16 @@ def test_private_file_is_0600_and_stays_locked_after_close(tmp_path):
     assert os.path.exists(path)
 
 
+def test_a_private_file_can_be_executed_while_locked(tmp_path):
+    """tp_binary runs the download before renaming it: the held lock must not make it busy (ETXTBSY)."""
+    descriptor, path = tempfiles.private_file(".telepresence-", ".download", str(tmp_path))
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("#!/bin/sh\necho ran\n")
+    os.chmod(path, 0o755)
+    assert subprocess.run([path], capture_output=True, text=True, check=True).stdout == "ran\n"
+    assert tempfiles.remove_leftovers(str(tmp_path), ".telepresence-", ".download") == []
+
+
 def test_a_live_owner_keeps_its_items(tmp_path):
     directory = tempfiles.private_dir("tp_manager_", str(tmp_path))
     assert tempfiles.remove_leftovers(str(tmp_path), "tp_manager_") == []
