@@ -25,6 +25,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities 
     parse_release_version,
     version_string,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import Interrupted, controller_gone
 
 GITHUB_RELEASES = "https://github.com/telepresenceio/telepresence/releases/download"
 USER_AGENT = "devloop.telepresence-tp_binary/0.1.0"
@@ -265,6 +266,9 @@ class Downloader:
                         url, received, _reason(exc)), url=url, retryable=True)
                 if not chunk:
                     break
+                if controller_gone():
+                    # Ctrl-C of ansible-playbook: nobody will read the result, so stop downloading (see cli)
+                    raise Interrupted("the controller stopped reading this module's result")
                 received += len(chunk)
                 sink(chunk)
             if expected is not None and received != expected:

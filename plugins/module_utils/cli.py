@@ -203,6 +203,11 @@ class _interrupts_raise:
         return False
 
 
+def interrupts_raise():
+    """The context manager of :func:`run_process` for other waits of a module (tp_binary's download)."""
+    return _interrupts_raise()
+
+
 def _raise_interrupted(signum, _frame):
     raise Interrupted("received %s" % signal.Signals(signum).name)
 

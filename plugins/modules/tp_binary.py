@@ -313,7 +313,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.binary import
     sha256_of_file,
     url_problem,
 )
-from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError, interrupts_raise
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import check_non_negative, check_positive, fail_with
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
 from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_file
@@ -569,7 +569,8 @@ class BinaryManager:
         try:
             with os.fdopen(fd, "wb") as handle:
                 not_found = "v%s has no artifact %s at %s" % (req.version, req.artifact, req.url)
-                sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
+                with interrupts_raise():
+                    sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
                 os.fsync(handle.fileno())
             self.verify_digest(sha256, digest, origin)
             os.chmod(temp, 0o755)

@@ -322,3 +322,39 @@ def test_agent_removal_in_a_temporary_session_leaves_no_daemons(runner, sandbox)
     assert result["agents"]["path"] == "temporary session", result
     assert [binary, "quit", "-s"] in result["commands"]
     assert daemons_running(sandbox) == []
+
+
+def test_interrupted_download(runner, sandbox, signum, tmp_path):  # noqa: F811
+    """A slow tp_binary download (mirror fault ``slow``) interrupted: nothing of the run stays, no partial file."""
+    mirror = sandbox.env["TP_SANDBOX_MIRROR"]
+    dest = tmp_path / "bin" / "telepresence"
+    task = {"name": "install", "devloop.telepresence.tp_binary": {
+        "version": "2.25.0", "dest": str(dest), "base_url": mirror, "allow_insecure_http": True,
+        "checksum_url": "%s/v2.25.0/sha256sums.txt" % mirror, "prefer_system": False}}
+    playbook = runner.write([{"name": "download", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    (sandbox.dir / "faults.json").write_text(json.dumps({"mirror": {"v2.25.0/telepresence-linux-amd64": {"mode": "slow"}}}))
+    marker = "TP_INTERRUPT_RUN=%s" % uuid.uuid4().hex
+    name, value = marker.split("=")
+    out = open(str(playbook)[:-len(".yml")] + ".interrupted.out", "w")
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(runner.inventory), str(playbook)],
+                            env=runner.env(**{name: value}), stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        def downloading():
+            return dest.parent.is_dir() and [item for item in os.listdir(str(dest.parent)) if item.endswith(".download")]
+        assert wait_for(downloading, 60), "the download never started"
+        proc.send_signal(signum)
+        signalled = time.monotonic()
+        assert wait_for(lambda: not run_processes(marker, "\0"), GRACE), run_processes(marker, "\0")
+        elapsed = time.monotonic() - signalled
+        proc.wait(timeout=10)
+    finally:
+        out.close()
+        set_cli_faults(sandbox, None)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print("download, %s: nothing of the run left after %.2f s" % (signal.Signals(signum).name, elapsed))
+    assert not os.path.exists(str(dest))
+    assert_converges(runner, playbook)
+    assert os.listdir(str(dest.parent)) == ["telepresence"]
