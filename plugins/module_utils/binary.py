@@ -25,6 +25,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities 
     parse_release_version,
     version_string,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import Interrupted, controller_gone
 
 GITHUB_RELEASES = "https://github.com/telepresenceio/telepresence/releases/download"
 USER_AGENT = "devloop.telepresence-tp_binary/0.1.0"
@@ -34,10 +35,11 @@ CHECKSUM_FILE_LIMIT = 1024 * 1024
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 LOCK_POLL_SECONDS = 0.2
-# mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX) names: prefix, 8 random [a-z0-9_], suffix.
+# tempfiles.private_file(TEMP_PREFIX, TEMP_SUFFIX) names: prefix, owner pid, "-", 8 random [a-z0-9_], suffix.
+# Older releases left prefix + 8 random + suffix: both are this module's leftovers.
 TEMP_PREFIX = ".telepresence-"
 TEMP_SUFFIX = ".download"
-TEMP_NAME_RE = re.compile(r"^\.telepresence-[a-z0-9_]{8}\.download$")
+TEMP_NAME_RE = re.compile(r"^\.telepresence-(\d+-)?[a-z0-9_]{8}\.download$")
 
 SUPPORTED_SYSTEMS = {"linux": "linux", "darwin": "darwin"}
 SUPPORTED_MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -264,6 +266,9 @@ class Downloader:
                         url, received, _reason(exc)), url=url, retryable=True)
                 if not chunk:
                     break
+                if controller_gone():
+                    # Ctrl-C of ansible-playbook: nobody will read the result, so stop downloading (see cli)
+                    raise Interrupted("the controller stopped reading this module's result")
                 received += len(chunk)
                 sink(chunk)
             if expected is not None and received != expected:
@@ -386,7 +391,11 @@ class DirectoryLock:
 
 
 def remove_stale_downloads(folder):
-    """Delete temporary files left by a run that was killed mid-download; call only while holding the lock."""
+    """Delete temporary files left by a run that was killed mid-download; call only while holding the lock.
+
+    Every run that downloads into ``folder`` holds the folder lock, so while we hold it any download file there
+    belongs to a run that is gone (its owner lock, see tempfiles, is free too).
+    """
     removed = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name)

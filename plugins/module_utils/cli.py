@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
+import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -91,12 +94,14 @@ def find_binary(module, binary_path=None):
 def run_process(argv, timeout, env=None):
     """Run argv with no stdin; return ``(rc, stdout, stderr, timed_out)``.
 
-    On timeout the process group is killed, so nothing it started in that group survives.
-    Pipes are drained by threads because a daemon launched by the command may inherit them and keep
-    them open long after the command itself has returned.
+    The call runs in its own process group, and that group is killed when the call times out or when the
+    module stops waiting for any other reason (SIGTERM, SIGINT, the loss of the controller, an exception):
+    nothing the call started in its group outlives the task. A call that already ended is left alone, so a
+    daemon it launched in a session of its own (``connect``) keeps running. Pipes are drained by threads
+    because such a daemon may inherit them and keep them open long after the command itself has returned.
     """
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, close_fds=True, start_new_session=True)
+                            env=env, close_fds=True, start_new_session=True, preexec_fn=_die_with_parent())
     chunks = {"out": [], "err": []}
     readers = [threading.Thread(target=_drain, args=(proc.stdout, chunks["out"])),
                threading.Thread(target=_drain, args=(proc.stderr, chunks["err"]))]
@@ -105,14 +110,138 @@ def run_process(argv, timeout, env=None):
         reader.start()
     timed_out = False
     try:
-        rc = proc.wait(timeout=timeout)
+        with _interrupts_raise():
+            rc = _wait(proc, timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
-        rc = proc.wait()
+        rc = None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+            proc.wait()
+    if timed_out:
+        rc = proc.returncode
     for reader in readers:
         reader.join(PIPE_GRACE_SECONDS)
     return rc, _text(chunks["out"]), _text(chunks["err"]), timed_out
+
+
+class Interrupted(BaseException):
+    """The module was told to stop (SIGTERM, SIGINT) or its controller went away while a call ran.
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so that no ``except Exception`` on the way up turns an
+    interrupt into a task result; the ``finally`` blocks (the call's process group, temporary files) still run.
+    """
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# How often a wait checks that someone still reads the module's result.
+WATCH_INTERVAL = 0.2
+
+
+def _wait(proc, timeout):
+    """``proc.wait(timeout)``, raising :class:`Interrupted` as soon as the controller is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.wait(timeout=min(WATCH_INTERVAL, remaining))
+        except subprocess.TimeoutExpired:
+            if controller_gone():
+                raise Interrupted("the controller stopped reading this module's result")
+
+
+def controller_gone(fd=1):
+    """True when the module's stdout is a pipe that nobody reads any more.
+
+    Ansible reads a module's result from its stdout pipe (the worker process locally, sshd remotely). On SIGINT
+    the 2.19 worker exits without signalling the module's process group, so the module only learns that the
+    run was interrupted from the pipe: its read end is closed and ``poll`` reports an error on the write end.
+    """
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _fd, mask in events)
+
+
+class _interrupts_raise:
+    """While a call runs, SIGTERM and SIGINT raise :class:`Interrupted` so the wait's ``finally`` runs.
+
+    Python's default SIGTERM ends the process at once and would leave the call's process group running; the
+    previous handlers come back when the call ends. Handlers can only be set from the main thread; elsewhere
+    this does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, _raise_interrupted)
+            except (OSError, ValueError):
+                pass
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        return False
+
+
+def interrupts_raise():
+    """The context manager of :func:`run_process` for other waits of a module (tp_binary's download)."""
+    return _interrupts_raise()
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted("received %s" % signal.Signals(signum).name)
+
+
+# prctl(2) option: the signal the kernel sends this process when its parent thread dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """A ``preexec_fn`` that asks Linux to SIGKILL the CLI when the module process dies, or None elsewhere.
+
+    This covers a module killed with SIGKILL, where no handler or ``finally`` runs. The module process is the
+    right parent to watch: AnsiballZ runs the module in its own process, and the module process is what waits
+    for the call. The death signal reaches the CLI process itself (not its children, which telepresence does
+    not start in its group); it fires when the parent *thread* ends, and calls run from the module's main
+    thread. macOS and the BSDs have no such signal; there the handlers and the controller watch are all.
+    libc is loaded here, before the fork, because the child may only make async-signal-safe calls.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes  # pylint: disable=import-outside-toplevel
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec():
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            # the module died between fork and prctl: the death signal will never come
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def _drain(pipe, sink):

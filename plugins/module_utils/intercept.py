@@ -12,12 +12,12 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
+from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
 # or doubled '-'.
@@ -418,8 +418,7 @@ class EnvFiles:
     def __enter__(self):
         for option, destination in self.destinations.items():
             # The temporary directory sits next to the destination, so os.replace stays on one filesystem.
-            directory = tempfile.mkdtemp(prefix=".tp_intercept-", dir=os.path.dirname(destination))
-            os.chmod(directory, 0o700)
+            directory = private_dir(".tp_intercept-", os.path.dirname(destination))
             self._dirs.append(directory)
             self._temp[option] = os.path.join(directory, os.path.basename(destination))
         return self

@@ -21,9 +21,12 @@ description:
     file in the folder of O(dest), hashed while it streams, verified against the known digest, made executable
     (C(0755)), run with C(version) to check it reports the pin, and only then renamed over O(dest) atomically.
     On any failure the previous O(dest) is untouched and no temporary file is left behind.
-  - Before a binary is replaced, C(telepresence status) tells whether daemons of another version are running;
-    they are stopped with C(telepresence quit -s), because the next C(connect) would otherwise fail with a
-    version mismatch.
+  - Before a binary is replaced, C(telepresence status) tells which daemons run and from which executable. Daemons
+    started from the O(dest) being replaced (real paths compared; or, when the status names no executable, of its
+    version) are stopped with C(telepresence quit -s) when their version differs from the new one, because the
+    next C(connect) would otherwise fail with a version mismatch. Daemons of another executable (another
+    client's install) are never stopped, and nothing is stopped when O(dest) did not exist; when such daemons
+    run another version, a warning says how to stop them.
   - "Checksum precedence: the O(checksum) option, then the digest listed for the artifact in O(checksum_url),
     then the built-in table of published digests. Whichever is known is always enforced. An explicit digest that
     differs from the published one wins (for example an internal rebuild) and a warning says so."
@@ -263,8 +266,9 @@ platform:
   sample: linux-amd64
 daemons_stopped:
   description:
-    - Whether Telepresence daemons were stopped with C(quit -s); daemons of another version are stopped before a
-      replacement, and the daemons of O(dest) before its removal.
+    - Whether Telepresence daemons were stopped with C(quit -s). Only daemons started from the O(dest) this task
+      replaces (when their version differs from the new one) or removes are stopped; daemons of another executable
+      never are.
   returned: always
   type: bool
   sample: false
@@ -286,7 +290,6 @@ commands:
 
 import os
 import platform
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.urls import open_url
@@ -310,9 +313,10 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.binary import
     sha256_of_file,
     url_problem,
 )
-from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError, interrupts_raise
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import check_non_negative, check_positive, fail_with
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_file
 
 CLI_TIMEOUT_MAX = 60
 # Extra time a run waits for a concurrent run on the same folder, on top of that run's download budget.
@@ -558,20 +562,21 @@ class BinaryManager:
         req = self.req
         remove_stale_downloads(req.folder)
         try:
-            fd, temp = tempfile.mkstemp(dir=req.folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+            fd, temp = private_file(TEMP_PREFIX, TEMP_SUFFIX, req.folder)
         except OSError as exc:
             raise BinaryError("dest %s cannot be written: creating a temporary file in %s failed: %s" % (
                 req.dest, req.folder, exc.strerror or exc))
         try:
             with os.fdopen(fd, "wb") as handle:
                 not_found = "v%s has no artifact %s at %s" % (req.version, req.artifact, req.url)
-                sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
+                with interrupts_raise():
+                    sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
                 os.fsync(handle.fileno())
             self.verify_digest(sha256, digest, origin)
             os.chmod(temp, 0o755)
             self.check_reported_version(temp)
-            previous = req.dest if current["version"] else temp
-            self.stop_daemons(previous, lambda status: not daemons_match(status, req.version))
+            replaced = req.dest if current["version"] else None
+            self.stop_daemons(replaced or temp, replaced, current["version"], new_version=req.version)
             os.replace(temp, req.dest)
             temp = None
             self.lock.sync()
@@ -605,22 +610,44 @@ class BinaryManager:
             raise BinaryError("the file downloaded from %s reports version v%s, not the pinned v%s; nothing was "
                               "installed" % (req.url, reported, req.version))
 
-    def stop_daemons(self, binary, should_stop):
-        """``quit -s`` with ``binary`` when daemons run and ``should_stop(status)`` says so."""
-        runner = self.cli(binary)
+    def stop_daemons(self, binary, replaced, replaced_version, new_version=None):
+        """``quit -s`` with ``binary`` for daemons started from ``replaced``, the executable this task replaces.
+
+        Daemons are ours when the status names ``replaced`` as their executable (real paths compared), or names
+        none and runs ``replaced_version``. Those are stopped when removing, or when their version differs from
+        ``new_version``. Daemons of another executable are never stopped: they belong to another client (another
+        folder, another user's install); when their version differs from ``new_version`` the next ``connect``
+        with dest would be refused, so the task warns instead.
+        """
+        status = self.daemon_status(binary)
+        if status is None or not (status["user_daemon_running"] or status["root_daemon_running"]):
+            return
+        outdated = new_version is None or not daemons_match(status, new_version)
+        own = os.path.realpath(replaced) if replaced else None
+        ours = own is not None and (status["executable"] == own or (
+            status["executable"] is None and daemons_match(status, replaced_version)))
+        if ours and outdated:
+            result = self.cli(binary).run(["quit", "-s"])
+            self.acting_command = result.argv
+            self.daemons_stopped = True
+        elif not ours and outdated and new_version is not None:
+            self.module.warn("Telepresence daemons of another client are running (executable %s, version %s); "
+                             "they were left alone because this task did not replace that executable. Before "
+                             "connecting with %s, stop them with '%s quit -s'" % (
+                                 status["executable"] or "unknown", status["daemon_version"] or "unknown",
+                                 self.req.dest, status["executable"] or "telepresence"))
+
+    def daemon_status(self, binary):
+        """The normalised status read with ``binary`` (executable as a real path), or None (warned) when unreadable."""
         try:
-            raw = runner.run_json(["status"])
+            raw = self.cli(binary).run_json(["status"])
         except TelepresenceError as exc:
             self.module.warn("could not read the daemon status with %s (%s); if Telepresence daemons of another "
                              "version are running, stop them with 'telepresence quit -s'" % (binary, exc.msg))
-            return
+            return None
         status = normalize_status(raw)
         status["executable"] = os.path.realpath(status["executable"]) if status["executable"] else None
-        if not (status["user_daemon_running"] or status["root_daemon_running"]) or not should_stop(status):
-            return
-        result = runner.run(["quit", "-s"])
-        self.acting_command = result.argv
-        self.daemons_stopped = True
+        return status
 
     def absent(self):
         req = self.req
@@ -633,8 +660,7 @@ class BinaryManager:
             if self.module.check_mode:
                 return self.result(True, current, None, None, None)
             if current["version"]:
-                own = os.path.realpath(req.dest)
-                self.stop_daemons(req.dest, lambda status: status["executable"] in (None, own))
+                self.stop_daemons(req.dest, req.dest, current["version"])
             try:
                 os.remove(req.dest)
             except OSError as exc:

@@ -91,6 +91,8 @@ notes:
   - Connecting on the host starts a root daemon through C(sudo). When sudo would ask for a password the module fails
     at once, before C(connect), with what to do instead (passwordless sudo for the binary, C(become), or O(docker=true)).
   - Daemons of another client version make connect fail; the message says to use O(state=stopped) first.
+  - When C(connect) fails and no daemon ran before it, the daemons it launched are stopped again (C(quit -s)) before
+    the task fails; C(commands) lists that call.
 seealso:
   - module: devloop.telepresence.tp_info
   - module: devloop.telepresence.tp_intercept

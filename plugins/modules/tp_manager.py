@@ -103,7 +103,8 @@ options:
       - The cluster is searched for agents first (pods with a C(traffic-agent) container, C(telepresence-agents)
         ConfigMaps); when there is none, no command runs.
       - C(uninstall) needs a session, so it runs in the connected session when that one uses this manager namespace,
-        else the module connects, removes the agents and quits again.
+        else the module connects, removes the agents and quits again (C(quit -s) when no daemon ran before, so the
+        daemons it started for that session do not stay).
       - Afterwards the cluster is searched again until no agent is left (their workloads roll out without them), for
         at most O(wait_timeout) seconds, also with O(wait=false). When agents remain, the task fails and the manager
         is left installed, so that no agent is left without its manager.
@@ -291,7 +292,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -313,6 +313,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     ConnectionSpec,
     describe,
     differences,
+    daemons_running,
     ensure_connected,
     read_status,
 )
@@ -329,6 +330,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.manager impor
     wait_until_removed,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
+from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Time a Helm call may take beyond wait_timeout: the CLI's own start-up and its reply once Helm saw the manager ready.
 HELM_MARGIN_SECONDS = 10
@@ -546,7 +548,7 @@ def values_file(values):
     if values is None:
         yield None
         return
-    directory = tempfile.mkdtemp(prefix="tp_manager_")
+    directory = private_dir("tp_manager_")
     try:
         path = os.path.join(directory, "values.json")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -688,14 +690,16 @@ def remove_agents(module, runner, kube, check_mode=False):
     if check_mode:
         return {"path": "temporary session", "found": found}
     spec = ConnectionSpec(namespace=found[0].split("/", 1)[0], manager_namespace=namespace, context=params["context"])
+    # The session is this task's own; the daemons too when none ran before: quit -s stops those again.
+    leave = ["quit"] if daemons_running(status) else ["quit", "-s"]
     ensure_connected(runner, spec)
     try:
         acted = runner.run(["uninstall", "--all-agents"])
     except TelepresenceError:
         with contextlib.suppress(TelepresenceError):
-            runner.run(["quit"])
+            runner.run(leave)
         raise
-    runner.run(["quit"])
+    runner.run(leave)
     confirm_agents_removed(module, kube, acted, found)
     return {"path": "temporary session", "found": found}
 

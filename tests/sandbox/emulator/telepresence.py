@@ -2424,6 +2424,10 @@ def run(argv, base, log):
         code = apply_fault(ctx, spec)
         if code is not None:
             return code
+    # facts sheet sections 5 and 8: intercept waits for the agent, helm install for the rollout
+    slow = spec if spec and spec.get("mode") in ("slow", "slow_after") else None
+    if slow and slow["mode"] == "slow":
+        time.sleep(float(slow.get("seconds", 5)))   # a slow cluster before anything lands
     error, code = None, None
     try:
         code = HANDLERS[command](ctx)
@@ -2435,6 +2439,10 @@ def run(argv, base, log):
         print_text_error(ctx.command_path, error)
         return 1
     final = output.finish(error)
+    if slow and slow["mode"] == "slow_after":
+        # the change has landed and its output is written; the CLI is still waiting (a rollout, a watch)
+        sys.stdout.flush()
+        time.sleep(float(slow.get("seconds", 5)))
     return code if error is None and code is not None else final
 
 

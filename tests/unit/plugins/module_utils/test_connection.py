@@ -196,9 +196,10 @@ def test_check_mode_only_reads(process, before, action):
 def test_connect_that_does_not_connect_is_an_error(process):
     still = {"user_daemon": {"running": True, "status": "Not connected, error talking to cluster",
                              "error": "dial tcp: connection refused"}}
-    process(ok(STATUS, NOT_RUNNING), ok(CONNECT_APP), ok(STATUS, still))
+    script = process(ok(STATUS, NOT_RUNNING), ok(CONNECT_APP), ok(STATUS, still), ok(["quit", "-s"]))
     with pytest.raises(TelepresenceError) as info:
         ensure_connected(runner(), spec())
+    assert script.calls[-1] == ["quit", "-s"]  # the daemons this failed connect launched are stopped again
     assert info.value.msg == ("telepresence connect returned but status says Not connected, error talking to cluster: "
                               "dial tcp: connection refused")
 
@@ -206,7 +207,7 @@ def test_connect_that_does_not_connect_is_an_error(process):
 def test_connect_failure_keeps_argv_and_reason(process):
     envelope = {"cmd": "connect", "err": "connector.Connect: traffic manager not found, if it is not installed, "
                                          "please run 'telepresence helm install'."}
-    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, out=json.dumps(envelope)))
+    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, out=json.dumps(envelope)), ok(["quit", "-s"]))
     with pytest.raises(TelepresenceError) as info:
         ensure_connected(runner(), spec())
     assert info.value.msg.startswith("connector.Connect: traffic manager not found")
@@ -226,7 +227,7 @@ SUDO_STDERR = ("sudo: a terminal is required to read the password; either use th
     (json.dumps({"error": "sudo: a password is required"}), ""),               # 2.29 --format
 ])
 def test_sudo_prompt_becomes_the_actionable_message(process, out, err):
-    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, out=out, err=err))
+    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, out=out, err=err), ok(["quit", "-s"]))
     with pytest.raises(TelepresenceError) as info:
         ensure_connected(runner(), spec())
     assert info.value.msg == connection.sudo_message(TP)
@@ -337,7 +338,7 @@ def test_quit_failure_is_reported(process):
 # --- sudo pre-flight: before quit, and only when a root daemon must be started ---------------------------
 
 def test_rewritten_message_is_what_str_reports(process):
-    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, err=SUDO_STDERR))
+    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, err=SUDO_STDERR), ok(["quit", "-s"]))
     with pytest.raises(TelepresenceError) as info:
         ensure_connected(runner(), spec())
     assert str(info.value) == info.value.msg == connection.sudo_message(TP)
@@ -370,3 +371,19 @@ def test_disconnect_that_changed_nothing_fails(process, stop, after, still):
         disconnect(runner(), stop_daemons=stop)
     assert "returned but status still says %s" % still in info.value.msg
     assert info.value.argv == [TP] + quit_args
+
+
+def test_a_failed_connect_keeps_daemons_that_ran_before(process):
+    envelope = {"cmd": "connect", "err": "connector.Connect: traffic manager not found"}
+    script = process(ok(STATUS, DAEMONS_ONLY), fail(CONNECT_APP, out=json.dumps(envelope)))
+    with pytest.raises(TelepresenceError):
+        ensure_connected(runner(), spec())
+    assert script.calls == [STATUS, CONNECT_APP]
+
+
+def test_a_failing_cleanup_quit_does_not_hide_the_connect_failure(process):
+    envelope = {"cmd": "connect", "err": "connector.Connect: traffic manager not found"}
+    process(ok(STATUS, NOT_RUNNING), fail(CONNECT_APP, out=json.dumps(envelope)), fail(["quit", "-s"], err="boom"))
+    with pytest.raises(TelepresenceError) as info:
+        ensure_connected(runner(), spec())
+    assert info.value.msg.startswith("connector.Connect: traffic manager not found")

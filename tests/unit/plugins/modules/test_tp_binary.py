@@ -473,14 +473,56 @@ def test_upgrade_leaves_daemons_of_the_new_version_alone(env):
     assert [env.dest, "quit", "-s"] not in result["commands"]
 
 
-def test_fresh_install_stops_daemons_of_another_version_with_the_new_binary(env):
+def test_fresh_install_leaves_daemons_of_another_client_alone_and_warns(env):
+    """Issue 12: a new dest replaces nothing, so another executable's session (and its intercepts) stays."""
     env.cli.daemons = {"version": "2.20.2", "executable": "/usr/bin/telepresence"}
     result = succeeded(env.run(checksum_url=pin_sums(env)))
-    assert result["daemons_stopped"] is True
+    assert result["changed"] is True
+    assert result["daemons_stopped"] is False and result["command"] is None
     calls = result["commands"]
-    assert [call[1:] for call in calls] == [["version"], ["status", "--output", "json"], ["quit", "-s"]]
-    assert all(temp_call(call, env.folder, call[1:]) for call in calls)
-    assert result["command"] == calls[2]
+    assert [call[1:] for call in calls] == [["version"], ["status", "--output", "json"]]
+    assert env.cli.daemons == {"version": "2.20.2", "executable": "/usr/bin/telepresence"}
+    assert any("daemons of another client are running (executable /usr/bin/telepresence, version 2.20.2)" in w
+               and "'/usr/bin/telepresence quit -s'" in w for w in env.warnings), env.warnings
+
+
+def test_fresh_install_with_daemons_of_the_new_version_does_not_warn(env):
+    env.cli.daemons = {"version": "2.24.0", "executable": "/usr/bin/telepresence"}
+    result = succeeded(env.run(checksum_url=pin_sums(env)))
+    assert result["daemons_stopped"] is False
+    assert not any("another client" in w for w in env.warnings)
+
+
+def test_upgrade_leaves_daemons_of_another_executable_of_the_old_version_alone(env):
+    install_file(env.dest, "2.24.0")
+    env.cli.versions[env.dest] = "2.24.0"
+    env.cli.artifact_version = "2.25.0"
+    env.cli.daemons = {"version": "2.24.0", "executable": "/opt/other/telepresence"}
+    result = succeeded(env.run(version="2.25.0", checksum_url=pin_sums(env, "2.25.0")))
+    assert result["changed"] is True and result["daemons_stopped"] is False and result["command"] is None
+    assert [env.dest, "quit", "-s"] not in result["commands"]
+    assert any("another client" in w for w in env.warnings)
+
+
+def test_upgrade_compares_real_paths(env):
+    """dest reached through a symlinked folder is still the executable the daemons were started from."""
+    install_file(env.dest, "2.24.0")
+    env.cli.versions[env.dest] = "2.24.0"
+    env.cli.artifact_version = "2.25.0"
+    link = env.tmp / "linked-bin"
+    os.symlink(env.folder, str(link))
+    env.cli.daemons = {"version": "2.24.0", "executable": str(link / os.path.basename(env.dest))}
+    result = succeeded(env.run(version="2.25.0", checksum_url=pin_sums(env, "2.25.0")))
+    assert result["daemons_stopped"] is True and result["command"] == [env.dest, "quit", "-s"]
+
+
+def test_upgrade_with_no_executable_in_status_stops_daemons_of_the_replaced_version(env):
+    install_file(env.dest, "2.24.0")
+    env.cli.versions[env.dest] = "2.24.0"
+    env.cli.artifact_version = "2.25.0"
+    env.cli.daemons = {"version": "2.24.0", "executable": ""}
+    result = succeeded(env.run(version="2.25.0", checksum_url=pin_sums(env, "2.25.0")))
+    assert result["daemons_stopped"] is True
 
 
 def test_unreadable_daemon_status_warns_and_still_installs(env):

@@ -285,11 +285,12 @@ def test_sudo_missing_fails_with_the_actionable_message(run, binary):
     err = ("sudo: a terminal is required to read the password; either use the -S option to read from standard input "
            "or configure an askpass helper\nsudo: a password is required\n")
     with pytest.raises(Failed) as info:
-        run({"namespace": "app"}, ok(STATUS, not_running("2.24")), fail(CONNECT_APP, err=err))
+        run({"namespace": "app"}, ok(STATUS, not_running("2.24")), fail(CONNECT_APP, err=err), ok(["quit", "-s"]))
     result = info.value.result
     assert result["msg"] == connection.sudo_message(binary)
     assert result["command"] == [binary] + CONNECT_APP and result["rc"] == 1
-    assert result["commands"] == argvs(binary, STATUS, CONNECT_APP)
+    # the user daemon the failed connect launched is stopped again (issue 12)
+    assert result["commands"] == argvs(binary, STATUS, CONNECT_APP, ["quit", "-s"])
 
 
 def test_sudo_preflight_fails_before_connect_for_a_user(run, binary, monkeypatch):
@@ -315,8 +316,10 @@ def test_traffic_manager_missing_envelope(run):
     envelope = {"cmd": "connect", "err": "connector.Connect: traffic manager not found, if it is not installed, "
                                          "please run 'telepresence helm install'."}
     with pytest.raises(Failed) as info:
-        run({"namespace": "app"}, ok(STATUS, not_running("2.24")), fail(CONNECT_APP, out=json.dumps(envelope)))
+        run({"namespace": "app"}, ok(STATUS, not_running("2.24")), fail(CONNECT_APP, out=json.dumps(envelope)),
+            ok(["quit", "-s"]))
     assert info.value.result["msg"].startswith("connector.Connect: traffic manager not found")
+    assert info.value.result["commands"][-1][1:] == ["quit", "-s"]
 
 
 def test_status_malformed_output_fails_cleanly(run, binary):

@@ -568,6 +568,28 @@ def test_absent_with_agents_and_no_session_connects_uninstalls_and_quits(h):
     assert result["agents"] == {"path": "temporary session", "found": ["app/fresh-app"]}
 
 
+NO_DAEMONS = {"user_daemon": {}, "root_daemon": {}, "traffic_manager": {"name": "", "version": "", "traffic_agent": ""}}
+
+
+def test_absent_stops_the_daemons_it_started_for_the_temporary_session(h):
+    """Issue 12: with no daemons before, the temporary session ends with quit -s, not a bare quit."""
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    h.status = dict(NO_DAEMONS)
+    result = h.ok(state="absent")
+    assert h.calls[-3:] == [["uninstall", "--all-agents"], ["quit", "-s"], UNINSTALL]
+    assert result["agents"] == {"path": "temporary session", "found": ["app/fresh-app"]}
+
+
+def test_absent_stops_its_daemons_also_when_agent_removal_fails(h):
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    h.status = dict(NO_DAEMONS)
+    h.replies["uninstall"] = lambda args: (1, "", "telepresence uninstall: error: nope\n", False)
+    h.fail(state="absent")
+    assert h.calls[-2:] == [["uninstall", "--all-agents"], ["quit", "-s"]]
+
+
 def test_absent_quits_the_temporary_session_when_agent_removal_fails(h):
     installed(h.kube)
     h.kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"web": ""}}]
