@@ -17,7 +17,8 @@ import tempfile
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import (normalize_intercept,
+                                                                                  port_identifier_base, raw_intercepts)
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
 # or doubled '-'.
@@ -348,9 +349,10 @@ def mapping_problems(existing, wanted, target):
         problems.append("namespace %s, wanted %s" % (existing["namespace"], wanted["namespace"]))
     if existing.get("local_port") != wanted["local_port"]:
         problems.append("local port %s, wanted %s" % (existing.get("local_port"), wanted["local_port"]))
-    reported = existing.get("service_port")
-    accepted = {str(wanted["service_port"]), str(target.get("port_name")), str(target.get("port_number"))}
-    if reported is not None and str(reported) not in accepted:
+    reported = port_identifier_base(existing.get("service_port"))
+    accepted = {port_identifier_base(wanted["service_port"]), str(target.get("port_name")),
+                str(target.get("port_number"))}
+    if reported is not None and reported not in accepted:
         problems.append("service port %s, wanted %s" % (reported, wanted["service_port"]))
     if existing.get("service") and target.get("service") and existing["service"] != target["service"]:
         problems.append("service %s, wanted %s" % (existing["service"], target["service"]))

@@ -116,14 +116,29 @@ def normalize_intercept(info, workload=None):
     }
 
 
+def port_identifier_base(value):
+    """A port identifier without its protocol suffix: ``http/TCP`` -> ``http``, ``8080/UDP`` -> ``8080``.
+
+    2.20-2.22 report ``<name|number>/<PROTO>`` in ``list`` (``spec.port_identifier``) and in the detailed
+    intercept output (``port_id``); later releases report the bare identifier (facts sheet section 3, "The
+    reported port identifier carries the protocol in 2.20.x"). Comparing bare identifiers keeps an unchanged
+    intercept unchanged on every version.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    base, sep, protocol = text.rpartition("/")
+    return base if sep and base and protocol.upper() in ("TCP", "UDP") else text
+
+
 def _service_port(spec, info):
     """The service port identifier an intercept targets: its name when it has one, else its number."""
     for key in ("port_identifier", "service_port_name", "service_port_identifier"):
         if spec.get(key):
-            return str(spec[key])
+            return port_identifier_base(spec[key])
     for key in ("port_id", "service_port_id"):
         if info.get(key):
-            return str(info[key])
+            return port_identifier_base(info[key])
     number = spec.get("service_port")
     return str(number) if number else None
 

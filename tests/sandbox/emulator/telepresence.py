@@ -1799,7 +1799,8 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "TELEPRESENCE_ROOT": mount_point or "",
     })
     write_requested_env_files(ctx.args, env)
-    port_id = (service_port.get("name") or str(service_port.get("port"))) if service_port else str(container_port)
+    port_id = reported_port_identifier(
+        ctx.knobs, (service_port.get("name") or str(service_port.get("port"))) if service_port else str(container_port))
     record = {
         "name": name, "namespace": namespace, "workload": workload,
         "service": service["metadata"]["name"] if service else "",
@@ -1809,13 +1810,26 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "env_names": sorted(env), "mount": False if mount == "false" else mount, "id": intercept_id,
     }
     extras = {
-        "environment": env, "container_port": container_port, "port_identifier": identifier or "",
+        "environment": env, "container_port": container_port,
+        "port_identifier": reported_port_identifier(ctx.knobs, identifier) if identifier else "",
         "service_uid": port_entry["serviceUID"], "target_host": ctx.args.get("address", "127.0.0.1"),
         "created": time.time(), "container": container.get("name", ""),
         "http_filter": ctx.args.get("http-header") or [],
     }
     info = detailed_info(record, extras, mount, port_id)
     return record, extras, info
+
+
+def reported_port_identifier(knobs, identifier, protocol="TCP"):
+    """The port identifier as `list` (spec.port_identifier) and the detailed output (port_id) report it.
+
+    Facts §3 "The reported port identifier carries the protocol in 2.20.x": up to 2.22 the user daemon rewrites
+    it to agentconfig.NewPortIdentifier(protocol, name), printed `<name|number>/<PROTO>` (VERIFIED for 2.20.2,
+    same code line in 2.21/2.22); later releases print the bare identifier (UNVERIFIED for 2.24), so knob
+    `port_identifier_protocol` (`suffix` | `plain`) overrides the per-version choice.
+    """
+    choice = knobs.get("port_identifier_protocol") or ("plain" if since(2, 23) else "suffix")
+    return "%s/%s" % (identifier, protocol) if choice == "suffix" else identifier
 
 
 def write_requested_env_files(args, env):
@@ -2032,6 +2046,47 @@ def user_values(args):
     return values
 
 
+def injected_values(version):
+    """The values the CLI adds to every install/upgrade (facts §8, "Values always merged ... also injects, from").
+
+    `image.registry` (config `images.registry`, default ghcr.io/telepresenceio) and `image.tag` (the chart
+    version) always; from config.yml, when set: `agent.image.registry` (images.webhookRegistry),
+    `agent.image.name`/`tag` (images.agentImage), `grpc.maxReceiveSize`, `agentInjector.appProtocolStrategy`
+    (intercept.appProtocolStrategy) and `telepresenceAPI.port`.
+    """
+    config = client_config()
+
+    def section(name):
+        value = config.get(name)
+        return value if isinstance(value, dict) else {}
+
+    images, grpc, intercept, api = section("images"), section("grpc"), section("intercept"), section("telepresenceAPI")
+    values = {"image": {"registry": images.get("registry") or "ghcr.io/telepresenceio", "tag": version}}
+    if images.get("webhookRegistry"):
+        set_dotted(values, "agent.image.registry", images["webhookRegistry"])
+    if images.get("agentImage"):
+        name, _sep, tag = str(images["agentImage"]).rpartition(":")
+        set_dotted(values, "agent.image.name", name or tag)
+        if name:
+            set_dotted(values, "agent.image.tag", tag)
+    if grpc.get("maxReceiveSize"):
+        set_dotted(values, "grpc.maxReceiveSize", grpc["maxReceiveSize"])
+    if intercept.get("appProtocolStrategy"):
+        set_dotted(values, "agentInjector.appProtocolStrategy", intercept["appProtocolStrategy"])
+    if api.get("port"):
+        set_dotted(values, "telepresenceAPI.port", api["port"])
+    return values
+
+
+def release_config(version, given, previous=None):
+    """The user values Helm stores: [previous values (reuse),] then the injected ones, then this call's values.
+
+    The sheet does not say whether a key the user passes (`image.tag`) or the injected one wins; the emulator
+    lets this call's values win (see tests/sandbox/README.md, UNVERIFIED choices).
+    """
+    return deep_merge(deep_merge(previous or {}, injected_values(version)), given)
+
+
 def chart_version(args):
     requested = args.get("version") if since(2, 21) else None
     if requested:
@@ -2224,7 +2279,7 @@ def cmd_helm_install(ctx):
             uninstall_release(kube, namespace, history)
         ensure_namespace(kube, namespace, args.get("create-namespace", True))
         version = chart_version(args)
-        config = deep_merge({"image": {"registry": "ghcr.io/telepresenceio", "tag": version}}, user_values(args))
+        config = release_config(version, user_values(args))
         deploy_release(kube, namespace, 1, version, config, "install", None)
     except KubeError as exc:
         raise CLIError("failed to install traffic-manager: %s" % exc.message)
@@ -2294,11 +2349,10 @@ def cmd_helm_upgrade(ctx):
         previous = deployed[-1] if deployed else history[-1][2]
         version = chart_version(args)
         given = user_values(args)
-        values_given = any(args.get(k) for k in ("values", "set", "set-string", "set-json", "set-file"))
-        reuse = args.get("reuse-values") or (not values_given and not args.get("reset-values"))
-        config = deep_merge(previous.get("config") or {}, given) if reuse else given
-        config = deep_merge(config, {"image": {"registry": (config.get("image") or {}).get(
-            "registry", "ghcr.io/telepresenceio"), "tag": version}})
+        # facts §8 "No values given includes an empty values file": the CLI tests len(providedVals) > 0 on the
+        # merged -f/--set* map, so `-f {}` takes the reuse branch like no flag at all; --reset-values drops them.
+        reuse = args.get("reuse-values") or (not given and not args.get("reset-values"))
+        config = release_config(version, given, previous.get("config") if reuse else None)
         deploy_release(kube, namespace, history[-1][0] + 1, version, config, "upgrade", previous)
     except KubeError as exc:
         raise CLIError("failed to upgrade traffic-manager: %s" % exc.message)

@@ -136,3 +136,90 @@ def test_emulator_v2_30_detach_and_leave_alias(manager):
     alias = tp.run('2.30.0', 'leave', 'fresh-app')
     assert alias.rc == 0 and 'Command "leave" is deprecated' in alias.err
     assert 'detach' in tp.run('2.30.0', '--help').out and 'leave' not in tp.run('2.30.0', '--help').out
+
+
+# --------------------------------------------------------------------------------------------- all versions
+
+def _json_flags(version):
+    return ('--format', 'json') if version >= '2.29' else ('--output', 'json')
+
+
+def _listed_intercept(tp, version, name):
+    listed = tp.run(version, 'list', *_json_flags(version)).json()
+    workloads = listed if isinstance(listed, list) else listed['stdout']
+    for workload in workloads:
+        for info in workload.get('intercept_info') or workload.get('intercept_infos') or []:
+            if info['spec']['name'] == name:
+                return info
+    raise AssertionError('intercept %s not listed: %s' % (name, listed))
+
+
+@pytest.mark.parametrize('version,reported', [
+    ('2.20.2', 'http/TCP'), ('2.24.0', 'http'), ('2.25.0', 'http'), ('2.29.0', 'http'), ('2.30.0', 'http')])
+def test_emulator_reported_port_identifier_by_version(manager, version, reported):
+    """Facts sheet section 3, "The reported port identifier carries the protocol in 2.20.x"."""
+    tp = manager
+    assert tp.run(version, *CONNECT).rc == 0
+    detailed = ('--detailed-output',) if version < '2.29' else ()
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8185:http', '--mount=false',
+                    *_json_flags(version), *detailed)
+    assert result.rc == 0, result
+    assert (result.json()['port_id'], result.json()['service_port_id']) == (reported, reported)
+    assert _listed_intercept(tp, version, 'fresh-app')['spec']['port_identifier'] == reported
+
+
+@pytest.mark.parametrize('version,knob,reported', [('2.20.2', 'plain', 'http'), ('2.24.0', 'suffix', 'http/TCP')])
+def test_emulator_port_identifier_knob_overrides_the_version(manager, version, knob, reported):
+    """The 2.24 form is UNVERIFIED in the sheet (section 3): knob `port_identifier_protocol` offers both."""
+    tp = manager
+    tp.knobs(port_identifier_protocol=knob)
+    assert tp.run(version, *CONNECT).rc == 0
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8186:http', '--mount=false',
+                    '--output', 'json', '--detailed-output')
+    assert result.rc == 0, result
+    assert result.json()['port_id'] == reported
+    assert _listed_intercept(tp, version, 'fresh-app')['spec']['port_identifier'] == reported
+
+
+def _release_config(tp, namespace='ambassador'):
+    from emulator_fixtures import decode_release, kube_client
+    secrets = kube_client(tp.env).core.list_namespaced_secret(namespace, label_selector='owner=helm').items
+    latest = max(secrets, key=lambda secret: int(secret.metadata.labels['version']))
+    return decode_release(latest)['config']
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+def test_emulator_helm_empty_values_file_reuses_and_reset_drops(tp, tmp_path, version):
+    """Facts sheet section 8, "No values given includes an empty values file" (--reset-values drops them)."""
+    namespace = 'tm-values-' + version.replace('.', '-')
+    empty = tmp_path / 'empty.json'
+    empty.write_text('{}')
+    tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+    try:
+        assert tp.run(version, 'helm', 'install', '--manager-namespace', namespace,
+                      '--set', 'agent.logLevel=debug').rc == 0
+        assert tp.run(version, 'helm', 'upgrade', '--manager-namespace', namespace, '-f', str(empty)).rc == 0
+        assert _release_config(tp, namespace)['agent'] == {'logLevel': 'debug'}       # -f {} reuses them
+        reset = tp.run(version, 'helm', 'upgrade', '--manager-namespace', namespace, '--reset-values',
+                       '-f', str(empty))
+        assert reset.rc == 0, reset
+        assert _release_config(tp, namespace) == {'image': {'registry': 'ghcr.io/telepresenceio', 'tag': version}}
+    finally:
+        tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+def test_emulator_helm_injects_values_from_client_config(tp, version):
+    """Facts sheet section 8, "Values always merged ... The client also injects, from its own config.yml"."""
+    namespace = 'tm-inject-' + version.replace('.', '-')
+    tp.config('images:\n  registry: registry.local/tp\n  webhookRegistry: registry.local/agents\n'
+              'grpc:\n  maxReceiveSize: 10Mi\ntelepresenceAPI:\n  port: 9980\n')
+    tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+    try:
+        assert tp.run(version, 'helm', 'install', '--manager-namespace', namespace).rc == 0
+        assert _release_config(tp, namespace) == {
+            'image': {'registry': 'registry.local/tp', 'tag': version},
+            'agent': {'image': {'registry': 'registry.local/agents'}},
+            'grpc': {'maxReceiveSize': '10Mi'}, 'telepresenceAPI': {'port': 9980}}
+    finally:
+        tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)

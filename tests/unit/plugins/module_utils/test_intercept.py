@@ -224,6 +224,11 @@ def existing(**changes):
     ({"service_port": "grpc"}, "service port grpc, wanted http"),
     ({"namespace": "dev"}, "namespace dev, wanted app"),
     ({"service": "other"}, "service other, wanted fresh-app"),
+    # 2.20-2.22 report the protocol (facts sheet section 3, "The reported port identifier carries the protocol")
+    ({"service_port": "http/TCP"}, None),
+    ({"service_port": "80/TCP"}, None),
+    ({"service_port": "http/UDP"}, None),
+    ({"service_port": "grpc/TCP"}, "service port grpc, wanted http"),
 ])
 def test_mapping_problems(changes, problem):
     assert mapping_problems(existing(**changes), WANTED, TARGET) == ([problem] if problem else [])

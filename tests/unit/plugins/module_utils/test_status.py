@@ -3,11 +3,14 @@
 """Status and list normalisation for every shape in the facts sheet (sections 2 and 3)."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import (
     disposition_name,
     intercepts_from_list,
     normalize_intercept,
     normalize_status,
+    port_identifier_base,
     workloads_from_list,
 )
 
@@ -138,3 +141,20 @@ def test_executable_of_the_user_daemon_in_every_shape():
     assert normalize_status(running)["executable"] == "/opt/tp/telepresence"
     assert normalize_status({"connections": [running]})["executable"] == "/opt/tp/telepresence"
     assert normalize_status({"daemon": {"running": True, "executable": "/x"}})["executable"] == "/x"
+
+
+@pytest.mark.parametrize("reported,base", [
+    ("http", "http"), ("http/TCP", "http"), ("http/UDP", "http"), ("8080/TCP", "8080"), ("8080", "8080"),
+    ("http/tcp", "http"), ("/TCP", "/TCP"), ("a/b", "a/b"), (8080, "8080"), (None, None),
+])
+def test_port_identifier_base_strips_only_a_protocol_suffix(reported, base):
+    # facts sheet section 3, "The reported port identifier carries the protocol in 2.20.x"
+    assert port_identifier_base(reported) == base
+
+
+def test_2_20_list_and_detailed_output_report_the_bare_identifier():
+    listed = [{"name": "fresh-app", "intercept_infos": [{"spec": {"name": "fresh-app", "port_identifier": "http/TCP",
+                                                                  "service_port_name": "http"}, "disposition": 1}]}]
+    assert intercepts_from_list(listed)[0]["service_port"] == "http"
+    detailed = {"name": "fresh-app", "disposition": "ACTIVE", "port_id": "8080/TCP", "service_port_id": "8080/TCP"}
+    assert normalize_intercept(detailed)["service_port"] == "8080"
