@@ -15,7 +15,7 @@ import re
 import subprocess
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status, read_status_json
 
 SUDO_PROMPT_RE = re.compile(r"a password is required|a terminal is required|sudo: .*password", re.IGNORECASE)
 VERSION_MISMATCH_RE = re.compile(r"version mismatch", re.IGNORECASE)
@@ -66,7 +66,7 @@ def connect_args(runner, spec):
 
 def read_status(runner):
     """The normalised status; never starts daemons (``status`` only discovers them)."""
-    return normalize_status(runner.run_json(["status"]))
+    return normalize_status(read_status_json(runner))
 
 
 def differences(status, spec):

@@ -359,8 +359,13 @@ def mapping_problems(existing, wanted, target):
     return problems
 
 
-def describe_intercept(normalised, raw=None, detailed=None):
-    """The intercept as the module returns it: no environment values, only their names."""
+def describe_intercept(normalised, raw=None, detailed=None, mount_requested=None):
+    """The intercept as the module returns it: no environment values, only their names.
+
+    ``mount_requested=False`` (an intercept made with ``--mount=false``) reports no mount whatever the output
+    carries: 2.20-2.22 print the agent's mount point even then (facts sheet section 3, "Mount point in 2.20.2
+    detailed output").
+    """
     detailed = detailed or {}
     raw = raw or {}
     merged = dict(normalised)
@@ -384,7 +389,7 @@ def describe_intercept(normalised, raw=None, detailed=None):
         "local_port": local_port,
         "target_host": merged.get("target_host"),
         "ports": ["%s:%s" % (local_port, service_port)] if local_port and service_port else [],
-        "mount": mount_of(raw, detailed),
+        "mount": False if mount_requested is False else mount_of(raw, detailed),
         "environment_names": sorted(names),
     }
 

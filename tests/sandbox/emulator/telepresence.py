@@ -1237,10 +1237,24 @@ def traffic_manager_status(session):
     return {"name": "OSS Traffic Manager", "traffic_agent": agent_image(mgr), "version": "v" + mgr}
 
 
+def status_after_quit_shape(ctx, state, session):
+    """How a 2.21+ `status` reports a user daemon that runs without a session (facts §9 "`status` after `quit`",
+    UNVERIFIED): knob `status_after_quit` = `not_connected` (default), `empty_connected` (`Connected` with no
+    context/namespace/manager fields) or `daemon_error` (exit 1 with the daemon's error)."""
+    if session or not since(2, 21) or not (state["daemons"].get("user") or {}).get("running"):
+        return "not_connected"
+    return ctx.knobs.get("status_after_quit") or "not_connected"
+
+
 def cmd_status(ctx):
     state = ctx.store.read()
     session = state.get("session")
+    shape = status_after_quit_shape(ctx, state, session)
+    if shape == "daemon_error":
+        raise CLIError("connector.Status: rpc error: code = Unavailable desc = no active session")
     user = user_daemon_status(state, session)
+    if shape == "empty_connected":
+        user["status"] = "Connected"
     if user.get("in_docker"):
         obj = {"daemon": user, "traffic_manager": traffic_manager_status(session)}
     else:
@@ -1859,6 +1873,11 @@ def detailed_info(record, extras, mount, port_id):
     }
     if mount != "false":
         info["mount"] = {"error": MOUNT_ERROR}
+    elif not since(2, 23):
+        # facts §3 "Mount point in 2.20.2 detailed output": the agent always reports its mount point and the
+        # manager copies it, so --mount=false still prints a mount with a remote_dir; 2.23+ blanks it.
+        info["mount"] = {"remote_dir": "/tmp/telfs-%s" % record["id"].split(":")[0][:8],
+                         "pod_ip": extras.get("pod_ip", "10.244.0.10"), "port": 2222}
     if extras.get("http_filter"):
         info["http_filter"] = extras["http_filter"]
     return {k: v for k, v in info.items() if v not in ("", None)}
@@ -1881,7 +1900,7 @@ def intercept_text(record, info, kind):
     pairs = [("Intercept name", record["name"]), ("State", "ACTIVE"), ("Workload kind", kind),
              ("Destination", "%s:%s" % (info["target_host"], record["local_port"])),
              ("Service Port Identifier", info.get("port_id", ""))]
-    if "mount" in info:
+    if (info.get("mount") or {}).get("error"):
         pairs.append(("Volume Mount Error", info["mount"]["error"]))
     pairs.append(("Intercepting", "all TCP connections"))
     return "Using %s %s\n%s" % (kind, record["workload"], key_value_block(pairs, "   "))

@@ -223,3 +223,40 @@ def test_emulator_helm_injects_values_from_client_config(tp, version):
             'grpc': {'maxReceiveSize': '10Mi'}, 'telepresenceAPI': {'port': 9980}}
     finally:
         tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+@pytest.mark.parametrize('shape', ['not_connected', 'empty_connected', 'daemon_error'])
+def test_emulator_status_after_quit_shapes(manager, version, shape):
+    """Facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED": knob status_after_quit."""
+    tp = manager
+    tp.knobs(status_after_quit=shape)
+    assert tp.run(version, *CONNECT).rc == 0
+    assert tp.run(version, 'quit').rc == 0
+    result = tp.run(version, 'status', '--output', 'json')
+    if version == '2.20.2' or shape == 'not_connected':      # 2.20.2 is VERIFIED: Not connected
+        assert result.rc == 0 and result.json()['user_daemon']['status'] == 'Not connected'
+    elif shape == 'empty_connected':
+        user = result.json()['user_daemon']
+        assert result.rc == 0 and user['status'] == 'Connected' and user['running'] is True
+        assert not {'kubernetes_context', 'namespace', 'manager_namespace'} & set(user)
+    else:
+        assert result.rc == 1
+        assert 'no active session' in result.json()['err']
+    assert tp.run(version, 'quit', '-s').rc == 0
+
+
+@pytest.mark.parametrize('version,carries_mount', [
+    ('2.20.2', True), ('2.24.0', False), ('2.25.0', False), ('2.29.0', False), ('2.30.0', False)])
+def test_emulator_detailed_output_mount_with_mount_false(manager, version, carries_mount):
+    """Facts sheet section 3, "Mount point in 2.20.2 detailed output" (2.23+ blanks it)."""
+    tp = manager
+    assert tp.run(version, *CONNECT).rc == 0
+    detailed = ('--detailed-output',) if version < '2.29' else ()
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8187:http', '--mount=false',
+                    *_json_flags(version), *detailed)
+    assert result.rc == 0, result
+    info = result.json()
+    assert ('mount' in info) == carries_mount
+    if carries_mount:
+        assert info['mount']['remote_dir'] and 'error' not in info['mount']

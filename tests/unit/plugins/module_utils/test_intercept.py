@@ -349,3 +349,13 @@ def test_env_files_report_what_the_cli_did_not_write(tmp_path):
         assert files.written() == {}
         assert files.commit() == ["env_json"]
     assert os.listdir(tmp_path) == []
+
+
+def test_mount_is_reported_as_asked_not_from_its_presence_in_the_output():
+    """facts sheet section 3, "Mount point in 2.20.2 detailed output": --mount=false still prints a mount."""
+    found = {"name": "fresh-app", "local_port": 8000, "service_port": "http"}
+    detailed_2_20 = {"name": "fresh-app", "port_id": "http/TCP", "mount": {"remote_dir": "/tmp/telfs-1", "port": 2222}}
+    assert describe_intercept(found, {}, detailed_2_20, mount_requested=False)["mount"] is False
+    assert describe_intercept(found, {}, detailed_2_20, mount_requested=True)["mount"] == \
+        {"local_dir": None, "remote_dir": "/tmp/telfs-1", "error": None}
+    assert describe_intercept(found, {}, detailed_2_20)["mount"]["remote_dir"] == "/tmp/telfs-1"
