@@ -1562,10 +1562,10 @@ def intercept_info_object(intercept, extras, session):
     return {k: v for k, v in info.items() if v not in ("", 0, [], None, {})}
 
 
-def workload_info(deployment, intercepts, extras, session):
+def workload_info(deployment, intercepts, extras, session, kind="Deployment"):
     meta = deployment["metadata"]
-    info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": "Deployment",
-            "uid": object_uid(deployment, "Deployment")}
+    info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": kind,
+            "uid": object_uid(deployment, kind)}
     infos = [intercept_info_object(i, extras.get(i["name"], {}), session) for i in intercepts
              if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
     if since(2, 22):
@@ -1578,7 +1578,7 @@ def workload_info(deployment, intercepts, extras, session):
             info["intercept_infos"] = infos
         if has_agent(deployment):
             info["sidecar"] = {"agentName": meta["name"], "agentImage": agent_image(agent_version_of(deployment)),
-                               "workloadName": meta["name"], "workloadKind": "Deployment"}
+                               "workloadName": meta["name"], "workloadKind": kind}
     return info
 
 
@@ -1587,19 +1587,31 @@ def cmd_list(ctx):
     namespace = ctx.args.get("namespace") or session["namespace"]
     kube = session_kube(session)
     try:
-        deployments = kube.items(ns_path(namespace, "deployments"))
+        listed = listed_workloads(kube, namespace)
     except KubeError as exc:
         raise CLIError("connector.List: %s" % exc.message)
     state = ctx.store.read()
     intercepts = state.get("intercepts") or []
     extras = state.get("intercept_extras") or {}
-    workloads = [workload_info(d, intercepts, extras, session)
-                 for d in sorted(deployments, key=lambda d: d["metadata"]["name"])]
+    workloads = [workload_info(obj, intercepts, extras, session, kind) for kind, obj in listed]
     workloads = filter_workloads(ctx.args, workloads)
     if ctx.output.structured:
         ctx.output.object(workloads, override=ctx.output.mode == "format")
         return
     ctx.output.out(list_text(workloads))
+
+
+def listed_workloads(kube, namespace):
+    """[(kind, object)] sorted by name: Deployments, StatefulSets, and ReplicaSets no Deployment owns.
+
+    Facts §3: `workload_resource_type` is Deployment/ReplicaSet/StatefulSet/Rollout, and the empty text form
+    names "Deployments, StatefulSets, ReplicaSets, or Rollouts" (Rollouts need Argo, absent here).
+    """
+    found = [("Deployment", d) for d in kube.items(ns_path(namespace, "deployments"))]
+    found += [("StatefulSet", s) for s in kube.items(ns_path(namespace, "statefulsets"))]
+    found += [("ReplicaSet", r) for r in kube.items(ns_path(namespace, "replicasets"))
+              if not any(o.get("kind") == "Deployment" for o in (r.get("metadata") or {}).get("ownerReferences") or [])]
+    return sorted(found, key=lambda item: (item[1]["metadata"]["name"], item[0]))
 
 
 def filter_workloads(args, workloads):
@@ -1630,7 +1642,7 @@ def list_text(workloads):
         else:
             state = "ready to %s (traffic-agent %s)" % (verb, "already installed" if installed else "not yet installed")
         if since(2, 22):
-            lines.append("deployment %s: %s\n" % (workload["name"], state))
+            lines.append("%s %s: %s\n" % (workload["workload_resource_type"].lower(), workload["name"], state))
         else:
             lines.append("%s: %s\n" % (workload["name"].ljust(width), state))
     return "".join(lines)

@@ -260,3 +260,38 @@ def test_emulator_detailed_output_mount_with_mount_false(manager, version, carri
     assert ('mount' in info) == carries_mount
     if carries_mount:
         assert info['mount']['remote_dir'] and 'error' not in info['mount']
+
+
+def _workload_body(kind, name):
+    labels = {'app': name}
+    return {'apiVersion': 'apps/v1', 'kind': kind, 'metadata': {'name': name, 'namespace': 'app', 'labels': labels},
+            'spec': {'replicas': 1, 'selector': {'matchLabels': labels},
+                     'template': {'metadata': {'labels': labels},
+                                  'spec': {'containers': [{'name': name, 'image': 'registry.local/%s:1' % name}]}}}}
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+def test_emulator_list_shows_statefulsets_and_replicasets(manager, version):
+    """Facts sheet section 3, WorkloadInfo `workload_resource_type` (Deployment/ReplicaSet/StatefulSet/Rollout) and the
+    text form "No Workloads (Deployments, StatefulSets, ReplicaSets, or Rollouts)"."""
+    from emulator_fixtures import kube_client
+    tp = manager
+    apps = kube_client(tp.env).apps
+    apps.create_namespaced_stateful_set('app', _workload_body('StatefulSet', 'list-db'))
+    apps.create_namespaced_replica_set('app', _workload_body('ReplicaSet', 'list-batch'))
+    try:
+        assert tp.run(version, *CONNECT).rc == 0
+        listed = tp.run(version, 'list', *_json_flags(version)).json()
+        workloads = listed if isinstance(listed, list) else listed['stdout']
+        kinds = {w['name']: w['workload_resource_type'] for w in workloads}
+        assert (kinds['list-db'], kinds['list-batch'], kinds['fresh-app']) == ('StatefulSet', 'ReplicaSet', 'Deployment')
+        # the ReplicaSets the Deployments own are not workloads of their own
+        assert list(kinds.values()).count('ReplicaSet') == 1
+        text = tp.run(version, 'list').out
+        if version >= '2.22':
+            assert 'statefulset list-db: ready to engage' in text and 'replicaset list-batch: ready to engage' in text
+        else:
+            assert 'list-db' in text and 'list-batch' in text
+    finally:
+        apps.delete_namespaced_stateful_set('list-db', 'app')
+        apps.delete_namespaced_replica_set('list-batch', 'app')
