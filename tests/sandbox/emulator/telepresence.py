@@ -1347,6 +1347,33 @@ def cmd_connect(ctx):
 # Workloads, services, the traffic agent
 # ---------------------------------------------------------------------------------------------
 
+WORKLOAD_RESOURCES = (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
+
+
+def resource_of(workload):
+    """The API resource of a Deployment or StatefulSet (list items carry no `kind`: `with_kind` sets it)."""
+    return "statefulsets" if workload.get("kind") == "StatefulSet" else "deployments"
+
+
+def with_kind(workload, kind):
+    return dict(workload, kind=kind) if workload else workload
+
+
+def find_workload(kube, namespace, name):
+    """The interceptable Deployment or StatefulSet `name` (facts §5 "No interceptable deployment, replicaset, or
+    statefulset"), with its `kind` set; None when neither exists."""
+    for kind, resource in WORKLOAD_RESOURCES:
+        found = kube.get(ns_path(namespace, resource, name))
+        if found:
+            return with_kind(found, kind)
+    return None
+
+
+def namespace_workloads(kube, namespace):
+    return [with_kind(obj, kind) for kind, resource in WORKLOAD_RESOURCES
+            for obj in kube.items(ns_path(namespace, resource))]
+
+
 def pod_template(deployment):
     return (deployment.get("spec") or {}).get("template") or {}
 
@@ -1403,7 +1430,7 @@ def agent_config_entry(session, deployment, container, intercept_port, mgr_versi
         "agentName": meta["name"],
         "namespace": meta["namespace"],
         "workloadName": meta["name"],
-        "workloadKind": "Deployment",
+        "workloadKind": deployment.get("kind") or "Deployment",
         "managerHost": "traffic-manager.%s" % session["manager_namespace"],
         "managerPort": 8081,
         "agentImage": agent_image(mgr_version),
@@ -1432,7 +1459,7 @@ def install_agent(kube, session, deployment, config_entry, mgr_version):
     })
     upsert_agent_config(kube, namespace, name, config_entry)
     stamp = now_rfc3339() + "#" + uuid.uuid4().hex[:8]   # unique: tells this rollout's pods from older ones
-    patched = kube.merge_patch(ns_path(namespace, "deployments", name), {
+    patched = kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
         "spec": {"template": {
             "metadata": {"annotations": {restart_annotation(): stamp}},
             "spec": {"containers": containers},
@@ -1461,7 +1488,7 @@ def remove_agent(kube, deployment):
     namespace, name = meta["namespace"], meta["name"]
     if has_agent(deployment):
         containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
-        kube.merge_patch(ns_path(namespace, "deployments", name), {
+        kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
             "spec": {"template": {
                 "metadata": {"annotations": {restart_annotation(): now_rfc3339()}},
                 "spec": {"containers": containers},
@@ -1472,14 +1499,14 @@ def remove_agent(kube, deployment):
         kube.merge_patch(ns_path(namespace, "configmaps", AGENTS_CONFIGMAP), {"data": {name: None}})
 
 
-def agent_ready(kube, namespace, name, generation, stamp):
+def agent_ready(kube, namespace, name, generation, stamp, resource="deployments"):
     """The Ready pod running the traffic-agent of this rollout (the real CLI waits for the agent to arrive).
 
     The pod must carry the restart stamp just written to the template, so that a pod left over from an
     earlier agent installation does not count. Fallback when pods are not visible: the Deployment observed
     this generation and has all replicas updated and available. Returns the pod (or True), else None.
     """
-    deployment = kube.get(ns_path(namespace, "deployments", name))
+    deployment = kube.get(ns_path(namespace, resource, name))
     if not deployment:
         return None
     selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
@@ -1532,7 +1559,7 @@ def intercept_info_object(intercept, extras, session):
         "name": intercept["name"],
         "client": intercept["client"],
         "agent": intercept["workload"],
-        "workload_kind": "Deployment",
+        "workload_kind": intercept.get("workload_kind") or "Deployment",
         "namespace": intercept["namespace"],
         "mechanism": "tcp",
         "target_host": extras.get("target_host", "127.0.0.1"),
@@ -1775,14 +1802,14 @@ def cmd_intercept(ctx):
                            progress=True)
         state["intercepts"].append(record)
         state["intercept_extras"][name] = extras
-    emit_intercept_result(ctx, record, info, deployment_kind="Deployment")
+    emit_intercept_result(ctx, record, info, deployment_kind=record["workload_kind"])
     if ctx.args.after_dash:
         return run_intercept_command(ctx, name, extras.get("environment") or {})
     return None
 
 
 def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount):
-    deployment = kube.get(ns_path(namespace, "deployments", workload))
+    deployment = find_workload(kube, namespace, workload)
     if not deployment:
         raise CLIError('connector.CreateIntercept: workload "%s.%s" not found' % (workload, namespace),
                        progress=True)
@@ -1812,7 +1839,8 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
             session, deployment, container, port_entry, mgr_version), mgr_version)
         generation = (patched.get("metadata") or {}).get("generation")
         timeout = config_timeout("intercept", 30.0)
-        if not wait_until(lambda: agent_ready(kube, namespace, workload, generation, stamp), timeout):
+        if not wait_until(lambda: agent_ready(kube, namespace, workload, generation, stamp, resource_of(deployment)),
+                          timeout):
             raise CLIError("connector.CreateIntercept: request timed out while waiting for agent %s.%s to arrive"
                            % (workload, namespace), progress=True)
     intercept_id = "%s:%s" % (session.get("session_id"), name)
@@ -1828,7 +1856,7 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
     port_id = reported_port_identifier(
         ctx.knobs, (service_port.get("name") or str(service_port.get("port"))) if service_port else str(container_port))
     record = {
-        "name": name, "namespace": namespace, "workload": workload,
+        "name": name, "namespace": namespace, "workload": workload, "workload_kind": deployment["kind"],
         "service": service["metadata"]["name"] if service else "",
         "service_port_name": service_port.get("name", "") if service_port else "",
         "service_port": service_port.get("port") if service_port else 0,
@@ -1874,7 +1902,7 @@ def detailed_info(record, extras, mount, port_id):
         "id": record["id"],
         "name": record["name"],
         "disposition": "ACTIVE",
-        "workload_kind": "Deployment",
+        "workload_kind": record.get("workload_kind") or "Deployment",
         "target_host": extras["target_host"],
         "target_port": record["local_port"],
         "service_uid": extras["service_uid"],
@@ -1994,7 +2022,7 @@ def cmd_uninstall(ctx):
             # when none are mapped), not only in the one the session is connected to.
             targets = [d for d in all_agent_deployments(kube, session.get("mapped_namespaces")) if has_agent(d)]
         else:
-            by_name = {d["metadata"]["name"]: d for d in kube.items(ns_path(namespace, "deployments"))}
+            by_name = {d["metadata"]["name"]: d for d in namespace_workloads(kube, namespace)}
             targets = []
             for name in names:
                 if name not in by_name:
@@ -2017,8 +2045,9 @@ def cmd_uninstall(ctx):
 def all_agent_deployments(kube, mapped_namespaces):
     """Deployments in the mapped namespaces, or cluster-wide when none are mapped."""
     if mapped_namespaces:
-        return [d for ns in mapped_namespaces for d in kube.items(ns_path(ns, "deployments"))]
-    return kube.items("/apis/apps/v1/deployments")
+        return [d for ns in mapped_namespaces for d in namespace_workloads(kube, ns)]
+    return [with_kind(obj, kind) for kind, resource in WORKLOAD_RESOURCES
+            for obj in kube.items("/apis/apps/v1/%s" % resource)]
 
 
 # ---------------------------------------------------------------------------------------------

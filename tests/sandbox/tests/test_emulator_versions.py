@@ -295,3 +295,37 @@ def test_emulator_list_shows_statefulsets_and_replicasets(manager, version):
     finally:
         apps.delete_namespaced_stateful_set('list-db', 'app')
         apps.delete_namespaced_replica_set('list-batch', 'app')
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+def test_emulator_intercepts_a_statefulset(manager, version):
+    """Facts sheet section 3 (workload kinds) and section 5 (interceptable deployment, replicaset, or statefulset)."""
+    from emulator_fixtures import kube_client
+    tp = manager
+    k = kube_client(tp.env)
+    body = _workload_body('StatefulSet', 'stateful-db')
+    body['spec']['template']['spec']['containers'][0]['ports'] = [{'name': 'http', 'containerPort': 8080}]
+    k.apps.create_namespaced_stateful_set('app', body)
+    k.core.create_namespaced_service('app', {'apiVersion': 'v1', 'kind': 'Service',
+                                             'metadata': {'name': 'stateful-db', 'namespace': 'app'},
+                                             'spec': {'selector': {'app': 'stateful-db'},
+                                                      'ports': [{'name': 'http', 'port': 80, 'targetPort': 8080}]}})
+    try:
+        assert tp.run(version, *CONNECT).rc == 0
+        detailed = ('--detailed-output',) if version < '2.29' else ()
+        result = tp.run(version, 'intercept', 'stateful-db', '--port', '8188:http', '--mount=false',
+                        *_json_flags(version), *detailed)
+        assert result.rc == 0, result
+        assert result.json()['workload_kind'] == 'StatefulSet'
+        info = _listed_intercept(tp, version, 'stateful-db')
+        assert info['spec']['workload_kind'] == 'StatefulSet'
+        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
+        assert 'traffic-agent' in [c.name for c in template.spec.containers]
+        assert tp.run(version, 'detach' if version >= '2.30' else 'leave', 'stateful-db').rc == 0
+        assert tp.run(version, 'uninstall', '--agent' if version < '2.21' else '--all-agents',
+                      *(['stateful-db'] if version < '2.21' else [])).rc == 0
+        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
+        assert 'traffic-agent' not in [c.name for c in template.spec.containers]
+    finally:
+        k.apps.delete_namespaced_stateful_set('stateful-db', 'app')
+        k.core.delete_namespaced_service('stateful-db', 'app', _preload_content=False)
