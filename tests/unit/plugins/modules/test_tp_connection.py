@@ -402,3 +402,11 @@ def test_status_after_quit_check_mode_reports_not_connected(run, shape):
     assert result["changed"] is True and result["action"] == "connected" and script.calls == [STATUS]
     assert result["diff"]["before"] == {"connected": False, "context": None, "namespace": None,
                                         "manager_namespace": None}
+
+
+def test_status_error_right_after_connect_fails_naming_the_status_call(run, binary):
+    error = fail(STATUS, out=json.dumps({"cmd": "status", "err": "connector.Status: boom"}))
+    with pytest.raises(Failed) as info:
+        run({"namespace": "app"}, AFTER_QUIT["daemon_error"], ok(CONNECT_APP), error)
+    assert info.value.result["msg"] == "connector.Status: boom"
+    assert info.value.result["command"] == [binary] + STATUS
