@@ -15,7 +15,7 @@ import re
 import subprocess
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status, read_status_json
 
 SUDO_PROMPT_RE = re.compile(r"a password is required|a terminal is required|sudo: .*password", re.IGNORECASE)
 VERSION_MISMATCH_RE = re.compile(r"version mismatch", re.IGNORECASE)
@@ -64,9 +64,13 @@ def connect_args(runner, spec):
     return args
 
 
-def read_status(runner):
-    """The normalised status; never starts daemons (``status`` only discovers them)."""
-    return normalize_status(runner.run_json(["status"]))
+def read_status(runner, confirming=False):
+    """The normalised status; never starts daemons (``status`` only discovers them).
+
+    A failing ``status`` reads as "no usable session" (what 2.21+ may print after ``quit``), except when
+    ``confirming`` a connect just made: then its error is the task's failure, naming the ``status`` call.
+    """
+    return normalize_status(runner.run_json(["status"]) if confirming else read_status_json(runner))
 
 
 def differences(status, spec):
@@ -113,7 +117,7 @@ def ensure_connected(runner, spec, reconnect=True, check_mode=False):
         runner.run(["quit"])
     try:
         connect(runner, spec)
-        after = read_status(runner)
+        after = read_status(runner, confirming=True)
         if not after["connected"]:
             raise TelepresenceError("telepresence connect returned but status says %s%s" % (
                 after["state"], ": %s" % after["error"] if after["error"] else ""))

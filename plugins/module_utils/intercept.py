@@ -16,7 +16,8 @@ import socket
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import (normalize_intercept,
+                                                                                  port_identifier_base, raw_intercepts)
 from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
@@ -348,17 +349,23 @@ def mapping_problems(existing, wanted, target):
         problems.append("namespace %s, wanted %s" % (existing["namespace"], wanted["namespace"]))
     if existing.get("local_port") != wanted["local_port"]:
         problems.append("local port %s, wanted %s" % (existing.get("local_port"), wanted["local_port"]))
-    reported = existing.get("service_port")
-    accepted = {str(wanted["service_port"]), str(target.get("port_name")), str(target.get("port_number"))}
-    if reported is not None and str(reported) not in accepted:
+    reported = port_identifier_base(existing.get("service_port"))
+    accepted = {port_identifier_base(wanted["service_port"]), str(target.get("port_name")),
+                str(target.get("port_number"))}
+    if reported is not None and reported not in accepted:
         problems.append("service port %s, wanted %s" % (reported, wanted["service_port"]))
     if existing.get("service") and target.get("service") and existing["service"] != target["service"]:
         problems.append("service %s, wanted %s" % (existing["service"], target["service"]))
     return problems
 
 
-def describe_intercept(normalised, raw=None, detailed=None):
-    """The intercept as the module returns it: no environment values, only their names."""
+def describe_intercept(normalised, raw=None, detailed=None, mount_requested=None):
+    """The intercept as the module returns it: no environment values, only their names.
+
+    ``mount_requested=False`` (an intercept made with ``--mount=false``) reports no mount whatever the output
+    carries: 2.20-2.22 print the agent's mount point even then (facts sheet section 3, "Mount point in 2.20.2
+    detailed output").
+    """
     detailed = detailed or {}
     raw = raw or {}
     merged = dict(normalised)
@@ -382,7 +389,7 @@ def describe_intercept(normalised, raw=None, detailed=None):
         "local_port": local_port,
         "target_host": merged.get("target_host"),
         "ports": ["%s:%s" % (local_port, service_port)] if local_port and service_port else [],
-        "mount": mount_of(raw, detailed),
+        "mount": False if mount_requested is False else mount_of(raw, detailed),
         "environment_names": sorted(names),
     }
 

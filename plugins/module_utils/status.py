@@ -10,9 +10,28 @@ with a default: a missing key means false or empty (facts sheet section 2).
 from __future__ import annotations
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import DISPOSITIONS
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import strip_v
 
 CONNECTED = "Connected"
+NOT_CONNECTED = "Not connected"
+SESSION_KEYS = ("kubernetes_context", "namespace", "manager_namespace")
+
+
+def read_status_json(runner):
+    """The raw ``status --output json`` object; a ``status`` that fails with a daemon error is "no usable session".
+
+    How 2.21+ reports a running user daemon without a session is UNVERIFIED (facts sheet section 9, "`status`
+    after `quit`"): ``Not connected``, a ``Connected`` object without context/namespace/manager fields (see
+    :func:`normalize_status`), or exit 1 with the daemon's error. The last reads as a running, disconnected daemon
+    whose ``error`` says why; a timeout or undecodable output stays an error.
+    """
+    try:
+        return runner.run_json(["status"])
+    except TelepresenceError as exc:
+        if exc.timed_out or not exc.rc:
+            raise
+        return {"user_daemon": {"running": True, "status": NOT_CONNECTED, "error": exc.msg}}
 
 
 def normalize_status(data, client_version=None):
@@ -34,12 +53,15 @@ def normalize_status(data, client_version=None):
     root = _mapping(data.get("root_daemon"))
     manager = _mapping(data.get("traffic_manager"))
     state = user.get("status") or ""
+    if state == CONNECTED and not any(user.get(key) for key in SESSION_KEYS):
+        # a "Connected" daemon that names no cluster has no usable session (facts sheet section 9)
+        state = NOT_CONNECTED
     return {
         "user_daemon_running": bool(user.get("running")),
         "root_daemon_running": bool(root.get("running")) or in_docker and bool(user.get("running")),
         "in_docker": in_docker or bool(user.get("in_docker")),
         "connected": state == CONNECTED,
-        "state": state or ("Not connected" if user.get("running") else "Not running"),
+        "state": state or (NOT_CONNECTED if user.get("running") else "Not running"),
         "error": user.get("error") or None,
         "context": user.get("kubernetes_context") or None,
         "server": user.get("kubernetes_server") or None,
@@ -116,14 +138,29 @@ def normalize_intercept(info, workload=None):
     }
 
 
+def port_identifier_base(value):
+    """A port identifier without its protocol suffix: ``http/TCP`` -> ``http``, ``8080/UDP`` -> ``8080``.
+
+    2.20-2.22 report ``<name|number>/<PROTO>`` in ``list`` (``spec.port_identifier``) and in the detailed
+    intercept output (``port_id``); later releases report the bare identifier (facts sheet section 3, "The
+    reported port identifier carries the protocol in 2.20.x"). Comparing bare identifiers keeps an unchanged
+    intercept unchanged on every version.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    base, sep, protocol = text.rpartition("/")
+    return base if sep and base and protocol.upper() in ("TCP", "UDP") else text
+
+
 def _service_port(spec, info):
     """The service port identifier an intercept targets: its name when it has one, else its number."""
     for key in ("port_identifier", "service_port_name", "service_port_identifier"):
         if spec.get(key):
-            return str(spec[key])
+            return port_identifier_base(spec[key])
     for key in ("port_id", "service_port_id"):
         if info.get(key):
-            return str(info[key])
+            return port_identifier_base(info[key])
     number = spec.get("service_port")
     return str(number) if number else None
 

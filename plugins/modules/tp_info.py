@@ -401,6 +401,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.status import
     intercepts_from_list,
     normalize_intercept,
     normalize_status,
+    read_status_json,
     workloads_from_list,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
@@ -548,7 +549,7 @@ def gather(module, runner, lists):
         info["client"] = gather_client(runner)
     if wanted.intersection(NEEDS_STATUS):
         client_version = info["client"]["version"] if "client" in info else None
-        status = normalize_status(runner.run_json(["status"]), client_version=client_version)
+        status = normalize_status(read_status_json(runner), client_version=client_version)
         workloads_namespace = module.params["namespace"] or status["namespace"]
         if "status" in wanted:
             info["status"] = status

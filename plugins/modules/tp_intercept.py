@@ -284,7 +284,10 @@ intercept:
       type: list
       elements: str
     mount:
-      description: V(false) when nothing is mounted, else the mount's C(local_dir), C(remote_dir) and C(error).
+      description:
+        - V(false) when nothing is mounted, else the mount's C(local_dir), C(remote_dir) and C(error).
+        - For an intercept this task created with O(mount=false), always V(false), also on 2.20-2.22 clients whose
+          output carries the agent's mount point even with C(--mount=false).
       type: raw
     environment_names:
       description: The names of the workload's environment variables. Their values are never returned.
@@ -370,7 +373,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
     service_port_problem,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
-from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status
+from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status, read_status_json
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
 POLL_SECONDS = 1.0
@@ -483,7 +486,7 @@ def find_existing(module, runner, params, owners, intercept_id=None):
 
 def read_own_status(runner):
     """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call."""
-    raw = runner.run_json(["status"])
+    raw = read_status_json(runner)
     return normalize_status(raw), own_intercepts(raw)
 
 
@@ -696,10 +699,12 @@ def present(module, runner, headers, result):
         # Made by a concurrent run: this task changed the intercept no more than a re-run would have.
         result.pop("reasons", None)
         result["diff"]["before"] = result["diff"]["after"]
-        result.update(changed=result["connection"] != "none", action="none", intercept=describe_intercept(*twin))
+        result.update(changed=result["connection"] != "none", action="none",
+                      intercept=describe_intercept(*twin, mount_requested=params["mount"]))
         return
     found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
-    result.update(changed=True, command=argv, intercept=describe_intercept(found, raw, detailed))
+    result.update(changed=True, command=argv,
+                  intercept=describe_intercept(found, raw, detailed, mount_requested=params["mount"]))
 
 
 def decide_present(params, status, connection, existing, wanted, target):

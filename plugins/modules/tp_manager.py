@@ -68,10 +68,19 @@ options:
       - 'Helm chart values for the traffic manager, as a mapping (for example V({agent: {logLevel: debug}})).'
       - Passed to the CLI as C(-f) with a temporary JSON file (mode 0600, in a private directory) that is always removed,
         also when the call fails or times out.
-      - When set (even to V({})), these are the complete user values of the release - an upgrade replaces the release's
-        values with them. When not set, values are not compared and an upgrade keeps the release's values.
-      - The CLI always adds C(image.registry) and C(image.tag) to the values it passes to Helm, so those two keys of the
-        release are only compared when this option sets them.
+      - When not set, the module has no opinion about values - the release's values are left as they are, never
+        reported as drift, and an upgrade (for a new O(version)) keeps them.
+      - When set (even to V({})), these are exactly the user values the release must have. A difference upgrades the
+        release with C(--reset-values) and this file, because the CLI otherwise keeps the previous values whenever the
+        given values add up to an empty map; so V({}) removes values set earlier. The release is read again afterwards
+        to confirm it.
+      - The CLI sets some keys itself on every install and upgrade - C(image.registry) and C(image.tag) always
+        (C(image.tag) to the manager version), and C(agent.image), C(grpc.maxReceiveSize),
+        C(agentInjector.appProtocolStrategy) and C(telepresenceAPI.port) when its C(config.yml) sets them. These keys
+        are never compared, on either side. When this option sets one of them, it is passed on as given and the task
+        warns that it never causes an upgrade.
+      - C(image.tag) here is the tag of the chart's manager image, not the manager version; whether the CLI keeps it
+        or replaces it with its own depends on the client. Choose the manager version with O(version).
     type: raw
     version_added: 0.1.0
   create_namespace:
@@ -334,8 +343,11 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles imp
 
 # Time a Helm call may take beyond wait_timeout: the CLI's own start-up and its reply once Helm saw the manager ready.
 HELM_MARGIN_SECONDS = 10
-# Values the CLI always merges into what it passes to Helm (facts sheet section 8).
-INJECTED_VALUES = (("image", "registry"), ("image", "tag"))
+# Values the CLI merges into what it passes to Helm by itself: image.registry and image.tag always, the others when
+# its config.yml sets them (facts sheet section 8, "Values always merged ... The client also injects, from"). The
+# release's stored values hold them whether or not the user passed them, so they are never compared.
+INJECTED_VALUES = (("image", "registry"), ("image", "tag"), ("agent", "image"), ("grpc", "maxReceiveSize"),
+                   ("agentInjector", "appProtocolStrategy"), ("telepresenceAPI", "port"))
 RESULT_ACTIONS = {"install": "installed", "upgrade": "upgraded", "uninstall": "uninstalled", "none": "none",
                   "foreign": "none"}
 _MISSING = object()
@@ -437,19 +449,32 @@ def values_drift(wanted, release_values):
         return []
     if release_values is None:
         return ["the release's values cannot be read (its secret does not decode), so they are set again"]
-    keys = differing_keys(wanted, comparable_values(release_values, wanted))
+    keys = differing_keys(comparable_values(wanted), comparable_values(release_values))
     return ["values differ at %s" % ", ".join(keys)] if keys else []
 
 
-def comparable_values(release_values, wanted):
-    """The release's values without the keys the CLI injects, unless the wanted values set them."""
-    if release_values is None:
+def comparable_values(values):
+    """Values without the keys the CLI injects itself (``INJECTED_VALUES``), on either side of a comparison."""
+    if values is None:
         return None
-    values = copy.deepcopy(release_values)
+    values = copy.deepcopy(values)
     for path in INJECTED_VALUES:
-        if lookup(wanted or {}, path) is _MISSING:
-            drop(values, path)
+        drop(values, path)
     return values
+
+
+def injected_keys(values):
+    """Dotted keys of ``values`` that the CLI sets itself: passed on, but never a reason to upgrade."""
+    return [".".join(path) for path in INJECTED_VALUES if lookup(values or {}, path) is not _MISSING]
+
+
+def injected_keys_warning(values):
+    keys = injected_keys(values)
+    if not keys:
+        return None
+    return ("values sets %s, which the telepresence CLI sets itself on every install and upgrade (image.tag to the "
+            "manager version, the others from its config.yml): passed to the CLI as given but not compared, so "
+            "they never cause an upgrade; choose the manager version with the version option" % ", ".join(keys))
 
 
 def lookup(values, path):
@@ -526,6 +551,10 @@ def helm_args(action, namespace, version, caps, create_namespace, kube_flags, va
     if action == "install" and not create_namespace and caps.has("helm_create_namespace"):
         args.append("--create-namespace=false")
     args += version_flags(version, caps)
+    if values_path and action == "upgrade":
+        # The CLI reuses the release's values when -f and --set* add up to an empty map (facts sheet section 8,
+        # "No values given includes an empty values file"): only --reset-values makes the file the whole values.
+        args.append("--reset-values")
     if values_path:
         args += ["-f", values_path]
     return args + list(kube_flags)
@@ -734,9 +763,9 @@ def state_result(state):
     }
 
 
-def diff_view(state, wanted_values):
+def diff_view(state):
     release = state["release"]
-    values = comparable_values(release.get("values"), wanted_values) if release else None
+    values = comparable_values(release.get("values")) if release else None
     return {"installed": state["installed"], "version": state["version"], "values": values}
 
 
@@ -745,10 +774,10 @@ def predicted_view(action, before, version, wanted_values):
     if action == "uninstall":
         return {"installed": False, "version": None, "values": None}
     if action in ("install", "upgrade"):
-        current = diff_view(before, wanted_values)["values"] if action == "upgrade" else {}
+        current = diff_view(before)["values"] if action == "upgrade" else {}
         return {"installed": True, "version": version,
-                "values": wanted_values if wanted_values is not None else current}
-    return diff_view(before, wanted_values)
+                "values": comparable_values(wanted_values) if wanted_values is not None else current}
+    return diff_view(before)
 
 
 def run_module(module, runner, kube, result):
@@ -760,7 +789,7 @@ def run_module(module, runner, kube, result):
     result.update(action=RESULT_ACTIONS[action], reason=reason, drift=drift, **state_result(before))
     preflight(module, runner, kube, action, reason, drift, before, version)
     if module._diff:
-        result["diff"] = {"before": diff_view(before, params["values"]),
+        result["diff"] = {"before": diff_view(before),
                           "after": predicted_view(action, before, version, params["values"])}
     if action in ("none", "foreign"):
         if not module.check_mode and params["state"] == "present":
@@ -779,7 +808,7 @@ def run_module(module, runner, kube, result):
     result["command"] = last_helm_command(runner)
     result.update(state_result(after))
     if module._diff:
-        result["diff"]["after"] = diff_view(after, params["values"])
+        result["diff"]["after"] = diff_view(after)
 
 
 def preflight(module, runner, kube, action, reason, drift, before, version):
@@ -790,6 +819,8 @@ def preflight(module, runner, kube, action, reason, drift, before, version):
                                 "tool that installed it" % reason)
     if action == "foreign" or (drift and action == "none"):
         module.warn("%s%s" % (reason, ": " + "; ".join(drift) if drift else ""))
+    if params["state"] == "present" and injected_keys_warning(params["values"]):
+        module.warn(injected_keys_warning(params["values"]))
     acting = action in ("install", "upgrade")
     if params["state"] == "present":
         check_compatible(runner, version if acting else before["version"], acting)

@@ -1237,10 +1237,24 @@ def traffic_manager_status(session):
     return {"name": "OSS Traffic Manager", "traffic_agent": agent_image(mgr), "version": "v" + mgr}
 
 
+def status_after_quit_shape(ctx, state, session):
+    """How a 2.21+ `status` reports a user daemon that runs without a session (facts §9 "`status` after `quit`",
+    UNVERIFIED): knob `status_after_quit` = `not_connected` (default), `empty_connected` (`Connected` with no
+    context/namespace/manager fields) or `daemon_error` (exit 1 with the daemon's error)."""
+    if session or not since(2, 21) or not (state["daemons"].get("user") or {}).get("running"):
+        return "not_connected"
+    return ctx.knobs.get("status_after_quit") or "not_connected"
+
+
 def cmd_status(ctx):
     state = ctx.store.read()
     session = state.get("session")
+    shape = status_after_quit_shape(ctx, state, session)
+    if shape == "daemon_error":
+        raise CLIError("connector.Status: rpc error: code = Unavailable desc = no active session")
     user = user_daemon_status(state, session)
+    if shape == "empty_connected":
+        user["status"] = "Connected"
     if user.get("in_docker"):
         obj = {"daemon": user, "traffic_manager": traffic_manager_status(session)}
     else:
@@ -1333,6 +1347,33 @@ def cmd_connect(ctx):
 # Workloads, services, the traffic agent
 # ---------------------------------------------------------------------------------------------
 
+WORKLOAD_RESOURCES = (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
+
+
+def resource_of(workload):
+    """The API resource of a Deployment or StatefulSet (list items carry no `kind`: `with_kind` sets it)."""
+    return "statefulsets" if workload.get("kind") == "StatefulSet" else "deployments"
+
+
+def with_kind(workload, kind):
+    return dict(workload, kind=kind) if workload else workload
+
+
+def find_workload(kube, namespace, name):
+    """The interceptable Deployment or StatefulSet `name` (facts §5 "No interceptable deployment, replicaset, or
+    statefulset"), with its `kind` set; None when neither exists."""
+    for kind, resource in WORKLOAD_RESOURCES:
+        found = kube.get(ns_path(namespace, resource, name))
+        if found:
+            return with_kind(found, kind)
+    return None
+
+
+def namespace_workloads(kube, namespace):
+    return [with_kind(obj, kind) for kind, resource in WORKLOAD_RESOURCES
+            for obj in kube.items(ns_path(namespace, resource))]
+
+
 def pod_template(deployment):
     return (deployment.get("spec") or {}).get("template") or {}
 
@@ -1389,7 +1430,7 @@ def agent_config_entry(session, deployment, container, intercept_port, mgr_versi
         "agentName": meta["name"],
         "namespace": meta["namespace"],
         "workloadName": meta["name"],
-        "workloadKind": "Deployment",
+        "workloadKind": deployment.get("kind") or "Deployment",
         "managerHost": "traffic-manager.%s" % session["manager_namespace"],
         "managerPort": 8081,
         "agentImage": agent_image(mgr_version),
@@ -1418,7 +1459,7 @@ def install_agent(kube, session, deployment, config_entry, mgr_version):
     })
     upsert_agent_config(kube, namespace, name, config_entry)
     stamp = now_rfc3339() + "#" + uuid.uuid4().hex[:8]   # unique: tells this rollout's pods from older ones
-    patched = kube.merge_patch(ns_path(namespace, "deployments", name), {
+    patched = kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
         "spec": {"template": {
             "metadata": {"annotations": {restart_annotation(): stamp}},
             "spec": {"containers": containers},
@@ -1447,7 +1488,7 @@ def remove_agent(kube, deployment):
     namespace, name = meta["namespace"], meta["name"]
     if has_agent(deployment):
         containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
-        kube.merge_patch(ns_path(namespace, "deployments", name), {
+        kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
             "spec": {"template": {
                 "metadata": {"annotations": {restart_annotation(): now_rfc3339()}},
                 "spec": {"containers": containers},
@@ -1458,14 +1499,14 @@ def remove_agent(kube, deployment):
         kube.merge_patch(ns_path(namespace, "configmaps", AGENTS_CONFIGMAP), {"data": {name: None}})
 
 
-def agent_ready(kube, namespace, name, generation, stamp):
+def agent_ready(kube, namespace, name, generation, stamp, resource="deployments"):
     """The Ready pod running the traffic-agent of this rollout (the real CLI waits for the agent to arrive).
 
     The pod must carry the restart stamp just written to the template, so that a pod left over from an
     earlier agent installation does not count. Fallback when pods are not visible: the Deployment observed
     this generation and has all replicas updated and available. Returns the pod (or True), else None.
     """
-    deployment = kube.get(ns_path(namespace, "deployments", name))
+    deployment = kube.get(ns_path(namespace, resource, name))
     if not deployment:
         return None
     selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
@@ -1518,7 +1559,7 @@ def intercept_info_object(intercept, extras, session):
         "name": intercept["name"],
         "client": intercept["client"],
         "agent": intercept["workload"],
-        "workload_kind": "Deployment",
+        "workload_kind": intercept.get("workload_kind") or "Deployment",
         "namespace": intercept["namespace"],
         "mechanism": "tcp",
         "target_host": extras.get("target_host", "127.0.0.1"),
@@ -1548,10 +1589,10 @@ def intercept_info_object(intercept, extras, session):
     return {k: v for k, v in info.items() if v not in ("", 0, [], None, {})}
 
 
-def workload_info(deployment, intercepts, extras, session):
+def workload_info(deployment, intercepts, extras, session, kind="Deployment"):
     meta = deployment["metadata"]
-    info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": "Deployment",
-            "uid": object_uid(deployment, "Deployment")}
+    info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": kind,
+            "uid": object_uid(deployment, kind)}
     infos = [intercept_info_object(i, extras.get(i["name"], {}), session) for i in intercepts
              if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
     if since(2, 22):
@@ -1564,7 +1605,7 @@ def workload_info(deployment, intercepts, extras, session):
             info["intercept_infos"] = infos
         if has_agent(deployment):
             info["sidecar"] = {"agentName": meta["name"], "agentImage": agent_image(agent_version_of(deployment)),
-                               "workloadName": meta["name"], "workloadKind": "Deployment"}
+                               "workloadName": meta["name"], "workloadKind": kind}
     return info
 
 
@@ -1573,19 +1614,31 @@ def cmd_list(ctx):
     namespace = ctx.args.get("namespace") or session["namespace"]
     kube = session_kube(session)
     try:
-        deployments = kube.items(ns_path(namespace, "deployments"))
+        listed = listed_workloads(kube, namespace)
     except KubeError as exc:
         raise CLIError("connector.List: %s" % exc.message)
     state = ctx.store.read()
     intercepts = state.get("intercepts") or []
     extras = state.get("intercept_extras") or {}
-    workloads = [workload_info(d, intercepts, extras, session)
-                 for d in sorted(deployments, key=lambda d: d["metadata"]["name"])]
+    workloads = [workload_info(obj, intercepts, extras, session, kind) for kind, obj in listed]
     workloads = filter_workloads(ctx.args, workloads)
     if ctx.output.structured:
         ctx.output.object(workloads, override=ctx.output.mode == "format")
         return
     ctx.output.out(list_text(workloads))
+
+
+def listed_workloads(kube, namespace):
+    """[(kind, object)] sorted by name: Deployments, StatefulSets, and ReplicaSets no Deployment owns.
+
+    Facts §3: `workload_resource_type` is Deployment/ReplicaSet/StatefulSet/Rollout, and the empty text form
+    names "Deployments, StatefulSets, ReplicaSets, or Rollouts" (Rollouts need Argo, absent here).
+    """
+    found = [("Deployment", d) for d in kube.items(ns_path(namespace, "deployments"))]
+    found += [("StatefulSet", s) for s in kube.items(ns_path(namespace, "statefulsets"))]
+    found += [("ReplicaSet", r) for r in kube.items(ns_path(namespace, "replicasets"))
+              if not any(o.get("kind") == "Deployment" for o in (r.get("metadata") or {}).get("ownerReferences") or [])]
+    return sorted(found, key=lambda item: (item[1]["metadata"]["name"], item[0]))
 
 
 def filter_workloads(args, workloads):
@@ -1616,7 +1669,7 @@ def list_text(workloads):
         else:
             state = "ready to %s (traffic-agent %s)" % (verb, "already installed" if installed else "not yet installed")
         if since(2, 22):
-            lines.append("deployment %s: %s\n" % (workload["name"], state))
+            lines.append("%s %s: %s\n" % (workload["workload_resource_type"].lower(), workload["name"], state))
         else:
             lines.append("%s: %s\n" % (workload["name"].ljust(width), state))
     return "".join(lines)
@@ -1749,14 +1802,14 @@ def cmd_intercept(ctx):
                            progress=True)
         state["intercepts"].append(record)
         state["intercept_extras"][name] = extras
-    emit_intercept_result(ctx, record, info, deployment_kind="Deployment")
+    emit_intercept_result(ctx, record, info, deployment_kind=record["workload_kind"])
     if ctx.args.after_dash:
         return run_intercept_command(ctx, name, extras.get("environment") or {})
     return None
 
 
 def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount):
-    deployment = kube.get(ns_path(namespace, "deployments", workload))
+    deployment = find_workload(kube, namespace, workload)
     if not deployment:
         raise CLIError('connector.CreateIntercept: workload "%s.%s" not found' % (workload, namespace),
                        progress=True)
@@ -1786,7 +1839,8 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
             session, deployment, container, port_entry, mgr_version), mgr_version)
         generation = (patched.get("metadata") or {}).get("generation")
         timeout = config_timeout("intercept", 30.0)
-        if not wait_until(lambda: agent_ready(kube, namespace, workload, generation, stamp), timeout):
+        if not wait_until(lambda: agent_ready(kube, namespace, workload, generation, stamp, resource_of(deployment)),
+                          timeout):
             raise CLIError("connector.CreateIntercept: request timed out while waiting for agent %s.%s to arrive"
                            % (workload, namespace), progress=True)
     intercept_id = "%s:%s" % (session.get("session_id"), name)
@@ -1799,9 +1853,10 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "TELEPRESENCE_ROOT": mount_point or "",
     })
     write_requested_env_files(ctx.args, env)
-    port_id = (service_port.get("name") or str(service_port.get("port"))) if service_port else str(container_port)
+    port_id = reported_port_identifier(
+        ctx.knobs, (service_port.get("name") or str(service_port.get("port"))) if service_port else str(container_port))
     record = {
-        "name": name, "namespace": namespace, "workload": workload,
+        "name": name, "namespace": namespace, "workload": workload, "workload_kind": deployment["kind"],
         "service": service["metadata"]["name"] if service else "",
         "service_port_name": service_port.get("name", "") if service_port else "",
         "service_port": service_port.get("port") if service_port else 0,
@@ -1809,13 +1864,26 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "env_names": sorted(env), "mount": False if mount == "false" else mount, "id": intercept_id,
     }
     extras = {
-        "environment": env, "container_port": container_port, "port_identifier": identifier or "",
+        "environment": env, "container_port": container_port,
+        "port_identifier": reported_port_identifier(ctx.knobs, identifier) if identifier else "",
         "service_uid": port_entry["serviceUID"], "target_host": ctx.args.get("address", "127.0.0.1"),
         "created": time.time(), "container": container.get("name", ""),
         "http_filter": ctx.args.get("http-header") or [],
     }
     info = detailed_info(record, extras, mount, port_id)
     return record, extras, info
+
+
+def reported_port_identifier(knobs, identifier, protocol="TCP"):
+    """The port identifier as `list` (spec.port_identifier) and the detailed output (port_id) report it.
+
+    Facts §3 "The reported port identifier carries the protocol in 2.20.x": up to 2.22 the user daemon rewrites
+    it to agentconfig.NewPortIdentifier(protocol, name), printed `<name|number>/<PROTO>` (VERIFIED for 2.20.2,
+    same code line in 2.21/2.22); later releases print the bare identifier (UNVERIFIED for 2.24), so knob
+    `port_identifier_protocol` (`suffix` | `plain`) overrides the per-version choice.
+    """
+    choice = knobs.get("port_identifier_protocol") or ("plain" if since(2, 23) else "suffix")
+    return "%s/%s" % (identifier, protocol) if choice == "suffix" else identifier
 
 
 def write_requested_env_files(args, env):
@@ -1834,7 +1902,7 @@ def detailed_info(record, extras, mount, port_id):
         "id": record["id"],
         "name": record["name"],
         "disposition": "ACTIVE",
-        "workload_kind": "Deployment",
+        "workload_kind": record.get("workload_kind") or "Deployment",
         "target_host": extras["target_host"],
         "target_port": record["local_port"],
         "service_uid": extras["service_uid"],
@@ -1845,6 +1913,11 @@ def detailed_info(record, extras, mount, port_id):
     }
     if mount != "false":
         info["mount"] = {"error": MOUNT_ERROR}
+    elif not since(2, 23):
+        # facts §3 "Mount point in 2.20.2 detailed output": the agent always reports its mount point and the
+        # manager copies it, so --mount=false still prints a mount with a remote_dir; 2.23+ blanks it.
+        info["mount"] = {"remote_dir": "/tmp/telfs-%s" % record["id"].split(":")[0][:8],
+                         "pod_ip": extras.get("pod_ip", "10.244.0.10"), "port": 2222}
     if extras.get("http_filter"):
         info["http_filter"] = extras["http_filter"]
     return {k: v for k, v in info.items() if v not in ("", None)}
@@ -1867,7 +1940,7 @@ def intercept_text(record, info, kind):
     pairs = [("Intercept name", record["name"]), ("State", "ACTIVE"), ("Workload kind", kind),
              ("Destination", "%s:%s" % (info["target_host"], record["local_port"])),
              ("Service Port Identifier", info.get("port_id", ""))]
-    if "mount" in info:
+    if (info.get("mount") or {}).get("error"):
         pairs.append(("Volume Mount Error", info["mount"]["error"]))
     pairs.append(("Intercepting", "all TCP connections"))
     return "Using %s %s\n%s" % (kind, record["workload"], key_value_block(pairs, "   "))
@@ -1949,7 +2022,7 @@ def cmd_uninstall(ctx):
             # when none are mapped), not only in the one the session is connected to.
             targets = [d for d in all_agent_deployments(kube, session.get("mapped_namespaces")) if has_agent(d)]
         else:
-            by_name = {d["metadata"]["name"]: d for d in kube.items(ns_path(namespace, "deployments"))}
+            by_name = {d["metadata"]["name"]: d for d in namespace_workloads(kube, namespace)}
             targets = []
             for name in names:
                 if name not in by_name:
@@ -1972,8 +2045,9 @@ def cmd_uninstall(ctx):
 def all_agent_deployments(kube, mapped_namespaces):
     """Deployments in the mapped namespaces, or cluster-wide when none are mapped."""
     if mapped_namespaces:
-        return [d for ns in mapped_namespaces for d in kube.items(ns_path(ns, "deployments"))]
-    return kube.items("/apis/apps/v1/deployments")
+        return [d for ns in mapped_namespaces for d in namespace_workloads(kube, ns)]
+    return [with_kind(obj, kind) for kind, resource in WORKLOAD_RESOURCES
+            for obj in kube.items("/apis/apps/v1/%s" % resource)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2030,6 +2104,47 @@ def user_values(args):
                     value = raw
                 set_dotted(values, key, value)
     return values
+
+
+def injected_values(version):
+    """The values the CLI adds to every install/upgrade (facts §8, "Values always merged ... also injects, from").
+
+    `image.registry` (config `images.registry`, default ghcr.io/telepresenceio) and `image.tag` (the chart
+    version) always; from config.yml, when set: `agent.image.registry` (images.webhookRegistry),
+    `agent.image.name`/`tag` (images.agentImage), `grpc.maxReceiveSize`, `agentInjector.appProtocolStrategy`
+    (intercept.appProtocolStrategy) and `telepresenceAPI.port`.
+    """
+    config = client_config()
+
+    def section(name):
+        value = config.get(name)
+        return value if isinstance(value, dict) else {}
+
+    images, grpc, intercept, api = section("images"), section("grpc"), section("intercept"), section("telepresenceAPI")
+    values = {"image": {"registry": images.get("registry") or "ghcr.io/telepresenceio", "tag": version}}
+    if images.get("webhookRegistry"):
+        set_dotted(values, "agent.image.registry", images["webhookRegistry"])
+    if images.get("agentImage"):
+        name, _sep, tag = str(images["agentImage"]).rpartition(":")
+        set_dotted(values, "agent.image.name", name or tag)
+        if name:
+            set_dotted(values, "agent.image.tag", tag)
+    if grpc.get("maxReceiveSize"):
+        set_dotted(values, "grpc.maxReceiveSize", grpc["maxReceiveSize"])
+    if intercept.get("appProtocolStrategy"):
+        set_dotted(values, "agentInjector.appProtocolStrategy", intercept["appProtocolStrategy"])
+    if api.get("port"):
+        set_dotted(values, "telepresenceAPI.port", api["port"])
+    return values
+
+
+def release_config(version, given, previous=None):
+    """The user values Helm stores: [previous values (reuse),] then the injected ones, then this call's values.
+
+    The sheet does not say whether a key the user passes (`image.tag`) or the injected one wins; the emulator
+    lets this call's values win (see tests/sandbox/README.md, UNVERIFIED choices).
+    """
+    return deep_merge(deep_merge(previous or {}, injected_values(version)), given)
 
 
 def chart_version(args):
@@ -2224,7 +2339,7 @@ def cmd_helm_install(ctx):
             uninstall_release(kube, namespace, history)
         ensure_namespace(kube, namespace, args.get("create-namespace", True))
         version = chart_version(args)
-        config = deep_merge({"image": {"registry": "ghcr.io/telepresenceio", "tag": version}}, user_values(args))
+        config = release_config(version, user_values(args))
         deploy_release(kube, namespace, 1, version, config, "install", None)
     except KubeError as exc:
         raise CLIError("failed to install traffic-manager: %s" % exc.message)
@@ -2294,11 +2409,10 @@ def cmd_helm_upgrade(ctx):
         previous = deployed[-1] if deployed else history[-1][2]
         version = chart_version(args)
         given = user_values(args)
-        values_given = any(args.get(k) for k in ("values", "set", "set-string", "set-json", "set-file"))
-        reuse = args.get("reuse-values") or (not values_given and not args.get("reset-values"))
-        config = deep_merge(previous.get("config") or {}, given) if reuse else given
-        config = deep_merge(config, {"image": {"registry": (config.get("image") or {}).get(
-            "registry", "ghcr.io/telepresenceio"), "tag": version}})
+        # facts §8 "No values given includes an empty values file": the CLI tests len(providedVals) > 0 on the
+        # merged -f/--set* map, so `-f {}` takes the reuse branch like no flag at all; --reset-values drops them.
+        reuse = args.get("reuse-values") or (not given and not args.get("reset-values"))
+        config = release_config(version, given, previous.get("config") if reuse else None)
         deploy_release(kube, namespace, history[-1][0] + 1, version, config, "upgrade", previous)
     except KubeError as exc:
         raise CLIError("failed to upgrade traffic-manager: %s" % exc.message)

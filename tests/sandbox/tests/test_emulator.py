@@ -21,7 +21,7 @@ CONNECT = ('connect', '-n', 'app')    # the sandbox kubeconfig's context namespa
 NOT_FOUND = ("connector.Connect: traffic manager not found, if it is not installed, please run 'telepresence helm "
              "install'. If it is installed, try connecting with a --manager-namespace to point telepresence to the "
              "namespace it's installed in.")
-INTERCEPT_KEYS = {'name', 'namespace', 'workload', 'service', 'service_port_name', 'service_port', 'local_port',
+INTERCEPT_KEYS = {'name', 'namespace', 'workload', 'workload_kind', 'service', 'service_port_name', 'service_port', 'local_port',
                   'disposition', 'client', 'env_names', 'mount', 'id'}
 
 

@@ -136,3 +136,196 @@ def test_emulator_v2_30_detach_and_leave_alias(manager):
     alias = tp.run('2.30.0', 'leave', 'fresh-app')
     assert alias.rc == 0 and 'Command "leave" is deprecated' in alias.err
     assert 'detach' in tp.run('2.30.0', '--help').out and 'leave' not in tp.run('2.30.0', '--help').out
+
+
+# --------------------------------------------------------------------------------------------- all versions
+
+def _json_flags(version):
+    return ('--format', 'json') if version >= '2.29' else ('--output', 'json')
+
+
+def _listed_intercept(tp, version, name):
+    listed = tp.run(version, 'list', *_json_flags(version)).json()
+    workloads = listed if isinstance(listed, list) else listed['stdout']
+    for workload in workloads:
+        for info in workload.get('intercept_info') or workload.get('intercept_infos') or []:
+            if info['spec']['name'] == name:
+                return info
+    raise AssertionError('intercept %s not listed: %s' % (name, listed))
+
+
+@pytest.mark.parametrize('version,reported', [
+    ('2.20.2', 'http/TCP'), ('2.24.0', 'http'), ('2.25.0', 'http'), ('2.29.0', 'http'), ('2.30.0', 'http')])
+def test_emulator_reported_port_identifier_by_version(manager, version, reported):
+    """Facts sheet section 3, "The reported port identifier carries the protocol in 2.20.x"."""
+    tp = manager
+    assert tp.run(version, *CONNECT).rc == 0
+    detailed = ('--detailed-output',) if version < '2.29' else ()
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8185:http', '--mount=false',
+                    *_json_flags(version), *detailed)
+    assert result.rc == 0, result
+    assert (result.json()['port_id'], result.json()['service_port_id']) == (reported, reported)
+    assert _listed_intercept(tp, version, 'fresh-app')['spec']['port_identifier'] == reported
+
+
+@pytest.mark.parametrize('version,knob,reported', [('2.20.2', 'plain', 'http'), ('2.24.0', 'suffix', 'http/TCP')])
+def test_emulator_port_identifier_knob_overrides_the_version(manager, version, knob, reported):
+    """The 2.24 form is UNVERIFIED in the sheet (section 3): knob `port_identifier_protocol` offers both."""
+    tp = manager
+    tp.knobs(port_identifier_protocol=knob)
+    assert tp.run(version, *CONNECT).rc == 0
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8186:http', '--mount=false',
+                    '--output', 'json', '--detailed-output')
+    assert result.rc == 0, result
+    assert result.json()['port_id'] == reported
+    assert _listed_intercept(tp, version, 'fresh-app')['spec']['port_identifier'] == reported
+
+
+def _release_config(tp, namespace='ambassador'):
+    from emulator_fixtures import decode_release, kube_client
+    secrets = kube_client(tp.env).core.list_namespaced_secret(namespace, label_selector='owner=helm').items
+    latest = max(secrets, key=lambda secret: int(secret.metadata.labels['version']))
+    return decode_release(latest)['config']
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+def test_emulator_helm_empty_values_file_reuses_and_reset_drops(tp, tmp_path, version):
+    """Facts sheet section 8, "No values given includes an empty values file" (--reset-values drops them)."""
+    namespace = 'tm-values-' + version.replace('.', '-')
+    empty = tmp_path / 'empty.json'
+    empty.write_text('{}')
+    tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+    try:
+        assert tp.run(version, 'helm', 'install', '--manager-namespace', namespace,
+                      '--set', 'agent.logLevel=debug').rc == 0
+        assert tp.run(version, 'helm', 'upgrade', '--manager-namespace', namespace, '-f', str(empty)).rc == 0
+        assert _release_config(tp, namespace)['agent'] == {'logLevel': 'debug'}       # -f {} reuses them
+        reset = tp.run(version, 'helm', 'upgrade', '--manager-namespace', namespace, '--reset-values',
+                       '-f', str(empty))
+        assert reset.rc == 0, reset
+        assert _release_config(tp, namespace) == {'image': {'registry': 'ghcr.io/telepresenceio', 'tag': version}}
+    finally:
+        tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+def test_emulator_helm_injects_values_from_client_config(tp, version):
+    """Facts sheet section 8, "Values always merged ... The client also injects, from its own config.yml"."""
+    namespace = 'tm-inject-' + version.replace('.', '-')
+    tp.config('images:\n  registry: registry.local/tp\n  webhookRegistry: registry.local/agents\n'
+              'grpc:\n  maxReceiveSize: 10Mi\ntelepresenceAPI:\n  port: 9980\n')
+    tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+    try:
+        assert tp.run(version, 'helm', 'install', '--manager-namespace', namespace).rc == 0
+        assert _release_config(tp, namespace) == {
+            'image': {'registry': 'registry.local/tp', 'tag': version},
+            'agent': {'image': {'registry': 'registry.local/agents'}},
+            'grpc': {'maxReceiveSize': '10Mi'}, 'telepresenceAPI': {'port': 9980}}
+    finally:
+        tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+@pytest.mark.parametrize('shape', ['not_connected', 'empty_connected', 'daemon_error'])
+def test_emulator_status_after_quit_shapes(manager, version, shape):
+    """Facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED": knob status_after_quit."""
+    tp = manager
+    tp.knobs(status_after_quit=shape)
+    assert tp.run(version, *CONNECT).rc == 0
+    assert tp.run(version, 'quit').rc == 0
+    result = tp.run(version, 'status', '--output', 'json')
+    if version == '2.20.2' or shape == 'not_connected':      # 2.20.2 is VERIFIED: Not connected
+        assert result.rc == 0 and result.json()['user_daemon']['status'] == 'Not connected'
+    elif shape == 'empty_connected':
+        user = result.json()['user_daemon']
+        assert result.rc == 0 and user['status'] == 'Connected' and user['running'] is True
+        assert not {'kubernetes_context', 'namespace', 'manager_namespace'} & set(user)
+    else:
+        assert result.rc == 1
+        assert 'no active session' in result.json()['err']
+    assert tp.run(version, 'quit', '-s').rc == 0
+
+
+@pytest.mark.parametrize('version,carries_mount', [
+    ('2.20.2', True), ('2.24.0', False), ('2.25.0', False), ('2.29.0', False), ('2.30.0', False)])
+def test_emulator_detailed_output_mount_with_mount_false(manager, version, carries_mount):
+    """Facts sheet section 3, "Mount point in 2.20.2 detailed output" (2.23+ blanks it)."""
+    tp = manager
+    assert tp.run(version, *CONNECT).rc == 0
+    detailed = ('--detailed-output',) if version < '2.29' else ()
+    result = tp.run(version, 'intercept', 'fresh-app', '--port', '8187:http', '--mount=false',
+                    *_json_flags(version), *detailed)
+    assert result.rc == 0, result
+    info = result.json()
+    assert ('mount' in info) == carries_mount
+    if carries_mount:
+        assert info['mount']['remote_dir'] and 'error' not in info['mount']
+
+
+def _workload_body(kind, name):
+    labels = {'app': name}
+    return {'apiVersion': 'apps/v1', 'kind': kind, 'metadata': {'name': name, 'namespace': 'app', 'labels': labels},
+            'spec': {'replicas': 1, 'selector': {'matchLabels': labels},
+                     'template': {'metadata': {'labels': labels},
+                                  'spec': {'containers': [{'name': name, 'image': 'registry.local/%s:1' % name}]}}}}
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0'])
+def test_emulator_list_shows_statefulsets_and_replicasets(manager, version):
+    """Facts sheet section 3, WorkloadInfo `workload_resource_type` (Deployment/ReplicaSet/StatefulSet/Rollout) and the
+    text form "No Workloads (Deployments, StatefulSets, ReplicaSets, or Rollouts)"."""
+    from emulator_fixtures import kube_client
+    tp = manager
+    apps = kube_client(tp.env).apps
+    apps.create_namespaced_stateful_set('app', _workload_body('StatefulSet', 'list-db'))
+    apps.create_namespaced_replica_set('app', _workload_body('ReplicaSet', 'list-batch'))
+    try:
+        assert tp.run(version, *CONNECT).rc == 0
+        listed = tp.run(version, 'list', *_json_flags(version)).json()
+        workloads = listed if isinstance(listed, list) else listed['stdout']
+        kinds = {w['name']: w['workload_resource_type'] for w in workloads}
+        assert (kinds['list-db'], kinds['list-batch'], kinds['fresh-app']) == ('StatefulSet', 'ReplicaSet', 'Deployment')
+        # the ReplicaSets the Deployments own are not workloads of their own
+        assert list(kinds.values()).count('ReplicaSet') == 1
+        text = tp.run(version, 'list').out
+        if version >= '2.22':
+            assert 'statefulset list-db: ready to engage' in text and 'replicaset list-batch: ready to engage' in text
+        else:
+            assert 'list-db' in text and 'list-batch' in text
+    finally:
+        apps.delete_namespaced_stateful_set('list-db', 'app')
+        apps.delete_namespaced_replica_set('list-batch', 'app')
+
+
+@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+def test_emulator_intercepts_a_statefulset(manager, version):
+    """Facts sheet section 3 (workload kinds) and section 5 (interceptable deployment, replicaset, or statefulset)."""
+    from emulator_fixtures import kube_client
+    tp = manager
+    k = kube_client(tp.env)
+    body = _workload_body('StatefulSet', 'stateful-db')
+    body['spec']['template']['spec']['containers'][0]['ports'] = [{'name': 'http', 'containerPort': 8080}]
+    k.apps.create_namespaced_stateful_set('app', body)
+    k.core.create_namespaced_service('app', {'apiVersion': 'v1', 'kind': 'Service',
+                                             'metadata': {'name': 'stateful-db', 'namespace': 'app'},
+                                             'spec': {'selector': {'app': 'stateful-db'},
+                                                      'ports': [{'name': 'http', 'port': 80, 'targetPort': 8080}]}})
+    try:
+        assert tp.run(version, *CONNECT).rc == 0
+        detailed = ('--detailed-output',) if version < '2.29' else ()
+        result = tp.run(version, 'intercept', 'stateful-db', '--port', '8188:http', '--mount=false',
+                        *_json_flags(version), *detailed)
+        assert result.rc == 0, result
+        assert result.json()['workload_kind'] == 'StatefulSet'
+        info = _listed_intercept(tp, version, 'stateful-db')
+        assert info['spec']['workload_kind'] == 'StatefulSet'
+        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
+        assert 'traffic-agent' in [c.name for c in template.spec.containers]
+        assert tp.run(version, 'detach' if version >= '2.30' else 'leave', 'stateful-db').rc == 0
+        assert tp.run(version, 'uninstall', '--agent' if version < '2.21' else '--all-agents',
+                      *(['stateful-db'] if version < '2.21' else [])).rc == 0
+        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
+        assert 'traffic-agent' not in [c.name for c in template.spec.containers]
+    finally:
+        k.apps.delete_namespaced_stateful_set('stateful-db', 'app')
+        k.core.delete_namespaced_service('stateful-db', 'app', _preload_content=False)

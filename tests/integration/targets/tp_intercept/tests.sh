@@ -56,6 +56,8 @@ playbook bad_input.yml
 playbook secrets.yml
 playbook headers.yml
 playbook scoping.yml
+playbook port_identifier.yml
+playbook statefulset.yml
 playbook calls_log.yml
 
 # The secret is in the env files (0600) ...

@@ -3,7 +3,7 @@
 # 2.25.0 -> absent -> a manager that never becomes ready -> repaired.
 set -euo pipefail
 export ANSIBLE_ROLES_PATH=../
-for scenario in bad_input check_mode install idempotent values upgrade forbidden absent never_ready; do
+for scenario in bad_input check_mode install idempotent values values_semantics upgrade forbidden absent never_ready; do
     echo "=== tp_manager scenario: $scenario"
     ansible-playbook -i "$INVENTORY_PATH" "$scenario.yml" "$@"
 done

@@ -224,6 +224,11 @@ def existing(**changes):
     ({"service_port": "grpc"}, "service port grpc, wanted http"),
     ({"namespace": "dev"}, "namespace dev, wanted app"),
     ({"service": "other"}, "service other, wanted fresh-app"),
+    # 2.20-2.22 report the protocol (facts sheet section 3, "The reported port identifier carries the protocol")
+    ({"service_port": "http/TCP"}, None),
+    ({"service_port": "80/TCP"}, None),
+    ({"service_port": "http/UDP"}, None),
+    ({"service_port": "grpc/TCP"}, "service port grpc, wanted http"),
 ])
 def test_mapping_problems(changes, problem):
     assert mapping_problems(existing(**changes), WANTED, TARGET) == ([problem] if problem else [])
@@ -344,3 +349,13 @@ def test_env_files_report_what_the_cli_did_not_write(tmp_path):
         assert files.written() == {}
         assert files.commit() == ["env_json"]
     assert os.listdir(tmp_path) == []
+
+
+def test_mount_is_reported_as_asked_not_from_its_presence_in_the_output():
+    """facts sheet section 3, "Mount point in 2.20.2 detailed output": --mount=false still prints a mount."""
+    found = {"name": "fresh-app", "local_port": 8000, "service_port": "http"}
+    detailed_2_20 = {"name": "fresh-app", "port_id": "http/TCP", "mount": {"remote_dir": "/tmp/telfs-1", "port": 2222}}
+    assert describe_intercept(found, {}, detailed_2_20, mount_requested=False)["mount"] is False
+    assert describe_intercept(found, {}, detailed_2_20, mount_requested=True)["mount"] == \
+        {"local_dir": None, "remote_dir": "/tmp/telfs-1", "error": None}
+    assert describe_intercept(found, {}, detailed_2_20)["mount"]["remote_dir"] == "/tmp/telfs-1"

@@ -384,6 +384,24 @@ def test_no_agents():
     assert find_agents(FakeKube()) == []
 
 
+def test_agents_injected_by_pod_replacement_are_found_without_a_config_map():
+    """From 2.22 agents come with replaced pods, no telepresence-agents ConfigMap (facts sheet section 9, "How
+    agents get into pods, by version"): the pods alone find them, for every workload kind."""
+    kube = FakeKube()
+    kube.all_pods = [
+        {"metadata": {"name": "fresh-app-7f6d5-x1y2z", "namespace": "app", "labels": {"pod-template-hash": "7f6d5"},
+                      "annotations": {"telepresence.io/agent-config": "{}"},
+                      "ownerReferences": [{"kind": "ReplicaSet", "name": "fresh-app-7f6d5"}]},
+         "spec": {"containers": [{"name": "fresh-app"}, {"name": "traffic-agent"}]}},
+        {"metadata": {"name": "db-0", "namespace": "shop", "ownerReferences": [{"kind": "StatefulSet", "name": "db"}]},
+         "spec": {"containers": [{"name": "db"}, {"name": "traffic-agent"}]}},
+        {"metadata": {"name": "batch-abcde", "namespace": "shop",
+                      "ownerReferences": [{"kind": "ReplicaSet", "name": "batch"}]},
+         "spec": {"containers": [{"name": "batch"}, {"name": "traffic-agent"}]}},
+    ]
+    assert find_agents(kube) == ["app/fresh-app", "shop/batch", "shop/db"]
+
+
 def test_wait_for_no_agents_searches_until_the_rollout_removed_them(monkeypatch):
     searches = iter([["app/web"], ["app/web"], []])
     monkeypatch.setattr(manager, "find_agents", lambda kube: next(searches))

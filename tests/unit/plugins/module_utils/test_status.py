@@ -3,13 +3,18 @@
 """Status and list normalisation for every shape in the facts sheet (sections 2 and 3)."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import (
     disposition_name,
     intercepts_from_list,
     normalize_intercept,
     normalize_status,
+    port_identifier_base,
+    read_status_json,
     workloads_from_list,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
 
 NOT_RUNNING_2_20 = {"root_daemon": {}, "traffic_manager": {"name": "", "traffic_agent": "", "version": ""},
                     "user_daemon": {}}
@@ -138,3 +143,62 @@ def test_executable_of_the_user_daemon_in_every_shape():
     assert normalize_status(running)["executable"] == "/opt/tp/telepresence"
     assert normalize_status({"connections": [running]})["executable"] == "/opt/tp/telepresence"
     assert normalize_status({"daemon": {"running": True, "executable": "/x"}})["executable"] == "/x"
+
+
+@pytest.mark.parametrize("reported,base", [
+    ("http", "http"), ("http/TCP", "http"), ("http/UDP", "http"), ("8080/TCP", "8080"), ("8080", "8080"),
+    ("http/tcp", "http"), ("/TCP", "/TCP"), ("a/b", "a/b"), (8080, "8080"), (None, None),
+])
+def test_port_identifier_base_strips_only_a_protocol_suffix(reported, base):
+    # facts sheet section 3, "The reported port identifier carries the protocol in 2.20.x"
+    assert port_identifier_base(reported) == base
+
+
+def test_2_20_list_and_detailed_output_report_the_bare_identifier():
+    listed = [{"name": "fresh-app", "intercept_infos": [{"spec": {"name": "fresh-app", "port_identifier": "http/TCP",
+                                                                  "service_port_name": "http"}, "disposition": 1}]}]
+    assert intercepts_from_list(listed)[0]["service_port"] == "http"
+    detailed = {"name": "fresh-app", "disposition": "ACTIVE", "port_id": "8080/TCP", "service_port_id": "8080/TCP"}
+    assert normalize_intercept(detailed)["service_port"] == "8080"
+
+
+# facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED" - three shapes, one reading
+EMPTY_CONNECTED = {"user_daemon": {"running": True, "name": "sandbox-app", "version": "2.24.0", "status": "Connected"},
+                   "root_daemon": {"running": True}, "traffic_manager": {"name": "", "version": "", "traffic_agent": ""}}
+
+
+class FakeRunner:
+    def __init__(self, reply):
+        self.reply = reply
+
+    def run_json(self, args):
+        assert args == ["status"]
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+def test_connected_without_cluster_fields_is_not_connected():
+    status = normalize_status(EMPTY_CONNECTED)
+    assert status["connected"] is False and status["state"] == "Not connected"
+    assert status["user_daemon_running"] is True and status["context"] is None
+
+
+def test_status_daemon_error_reads_as_a_running_disconnected_daemon():
+    error = TelepresenceError("connector.Status: rpc error: code = Unavailable desc = no active session",
+                              argv=["telepresence", "status", "--output", "json"], rc=1)
+    status = normalize_status(read_status_json(FakeRunner(error)))
+    assert (status["connected"], status["state"], status["user_daemon_running"]) == (False, "Not connected", True)
+    assert status["error"] == "connector.Status: rpc error: code = Unavailable desc = no active session"
+
+
+@pytest.mark.parametrize("error", [TelepresenceError("timed out", rc=-9, timed_out=True),
+                                   TelepresenceError("not JSON", rc=0)])
+def test_status_timeout_or_garbage_stays_an_error(error):
+    with pytest.raises(TelepresenceError):
+        read_status_json(FakeRunner(error))
+
+
+def test_status_json_passes_through():
+    assert read_status_json(FakeRunner(CONNECTED_2_24)) is CONNECTED_2_24
+    assert normalize_status(CONNECTED_2_24)["connected"] is True

@@ -377,3 +377,39 @@ def test_bad_input(monkeypatch, binary, args, words):
 def test_cidr_with_host_bits_is_accepted_as_the_cli_does(run):
     result, _script = run({"namespace": "app", "also_proxy": ["10.1.2.3/16"]}, ok(STATUS, connected()))
     assert result["changed"] is False
+
+
+# facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED": every shape is "no usable session"
+AFTER_QUIT = {
+    "not_connected": ok(STATUS, {"user_daemon": {"running": True, "status": "Not connected", "version": "2.24.0"},
+                                 "root_daemon": {"running": True, "version": "v2.24.0"},
+                                 "traffic_manager": {"name": "", "version": "", "traffic_agent": ""}}),
+    "empty_connected": ok(STATUS, {"user_daemon": {"running": True, "status": "Connected", "version": "2.24.0"},
+                                   "root_daemon": {"running": True, "version": "v2.24.0"},
+                                   "traffic_manager": {"name": "", "version": "", "traffic_agent": ""}}),
+    "daemon_error": fail(STATUS, out=json.dumps({"cmd": "status", "err": "connector.Status: rpc error: code = "
+                                                 "Unavailable desc = no active session"})),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(AFTER_QUIT))
+def test_status_after_quit_is_not_connected_and_connect_runs(run, binary, shape):
+    result, script = run({"namespace": "app"}, AFTER_QUIT[shape], ok(CONNECT_APP), ok(STATUS, connected()))
+    assert result["changed"] is True and result["action"] == "connected" and result["connected"] is True
+    assert script.calls == [STATUS, CONNECT_APP, STATUS]
+
+
+@pytest.mark.parametrize("shape", sorted(AFTER_QUIT))
+def test_status_after_quit_check_mode_reports_not_connected(run, shape):
+    result, script = run({"namespace": "app", "_ansible_check_mode": True, "_ansible_diff": True}, AFTER_QUIT[shape])
+    assert result["changed"] is True and result["action"] == "connected" and script.calls == [STATUS]
+    assert result["diff"]["before"] == {"connected": False, "context": None, "namespace": None,
+                                        "manager_namespace": None}
+
+
+def test_status_error_right_after_connect_fails_naming_the_status_call(run, binary):
+    error = fail(STATUS, out=json.dumps({"cmd": "status", "err": "connector.Status: boom"}))
+    with pytest.raises(Failed) as info:
+        run({"namespace": "app"}, AFTER_QUIT["daemon_error"], ok(CONNECT_APP), error)
+    assert info.value.result["msg"] == "connector.Status: boom"
+    assert info.value.result["command"] == [binary] + STATUS

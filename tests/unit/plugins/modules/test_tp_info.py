@@ -16,7 +16,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils import cli
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
 from ansible_collections.devloop.telepresence.plugins.modules import tp_info
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.harness import (
-    Failed, capture_exits, make_binary, ok, run_main,
+    Failed, capture_exits, fail, make_binary, ok, run_main,
 )
 
 VERSION = ["version"]
@@ -319,3 +319,26 @@ def test_bad_input(monkeypatch, binary, args, words):
     for word in words:
         assert word in info.value.result["msg"]
     assert calls == []
+
+
+# facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED": every shape is "no usable session"
+def after_quit(shape):
+    idle_manager = {"name": "", "version": "", "traffic_agent": ""}
+    if shape == "daemon_error":
+        return fail(STATUS, out=json.dumps({"cmd": "status", "err": "connector.Status: rpc error: code = "
+                                            "Unavailable desc = no active session"}))
+    return ok(STATUS, {"user_daemon": {"running": True, "version": "2.24.0",
+                                       "status": "Connected" if shape == "empty_connected" else "Not connected"},
+                       "root_daemon": {"running": True, "version": "v2.24.0"}, "traffic_manager": idle_manager})
+
+
+AFTER_QUIT_SHAPES = ["not_connected", "empty_connected", "daemon_error"]
+
+
+@pytest.mark.parametrize("shape", AFTER_QUIT_SHAPES)
+def test_status_after_quit_reads_as_not_connected(run, shape):
+    result, _module, script = run({}, ok(VERSION, version_text("2.24")), after_quit(shape))
+    assert script.calls == [VERSION, STATUS]
+    assert result["status"]["connected"] is False and result["status"]["state"] == "Not connected"
+    assert result["status"]["context"] is None and result["intercepts"] == []
+    assert ("no active session" in (result["status"]["error"] or "")) == (shape == "daemon_error")

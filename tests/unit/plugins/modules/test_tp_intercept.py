@@ -997,3 +997,37 @@ def test_bad_input_fails_naming_the_option_without_any_call(run, args, option):
 def test_absent_needs_no_port(run):
     done = run({"state": "absent"}, ok(STATUS, not_running()))
     assert done.result["changed"] is False
+
+
+# facts sheet section 9, "`status` after `quit` (2.21-2.31): UNVERIFIED": every shape is "no usable session"
+def after_quit(shape):
+    idle_manager = {"name": "", "version": "", "traffic_agent": ""}
+    if shape == "daemon_error":
+        return fail(STATUS, out=json.dumps({"cmd": "status", "err": "connector.Status: rpc error: code = "
+                                            "Unavailable desc = no active session"}))
+    return ok(STATUS, {"user_daemon": {"running": True, "version": "2.24.0",
+                                       "status": "Connected" if shape == "empty_connected" else "Not connected"},
+                       "root_daemon": {"running": True, "version": "v2.24.0"}, "traffic_manager": idle_manager})
+
+
+AFTER_QUIT_SHAPES = ["not_connected", "empty_connected", "daemon_error"]
+
+
+@pytest.mark.parametrize("shape", AFTER_QUIT_SHAPES)
+def test_status_after_quit_absent_reads_no_session_and_does_not_connect(run, shape):
+    done = run({"state": "absent"}, after_quit(shape))
+    assert (done.result["changed"], done.result["action"], done.result["connection"]) == (False, "none", "none")
+    assert len(done.result["commands"]) == 1
+
+
+@pytest.mark.parametrize("shape", AFTER_QUIT_SHAPES)
+def test_status_after_quit_present_connects_first(run, binary, shape):
+    done = run(PRESENT,
+               after_quit(shape),
+               version("2.24"),
+               after_quit(shape),
+               ok(CONNECT_APP),
+               ok(STATUS, connected()),
+               ok(INTERCEPT_BASE + TAIL, detailed()),
+               ok(LIST_APP, listing("2.24", info())))
+    assert (done.result["changed"], done.result["action"], done.result["connection"]) == (True, "created", "connected")

@@ -215,8 +215,12 @@ def state_of(kube):
     (lambda k: installed(k, values={"agent": {"logLevel": "debug"}}), "present", "2.24.0", {}, True,
      "upgrade", "values differ at agent"),
     (installed, "present", "2.24.0", {}, True, "none", "wanted version and values"),
-    (installed, "present", "2.24.0", {"image": {"tag": "2.24.1"}}, True, "upgrade",
-     "values differ at image.tag"),
+    # keys the CLI injects itself are never compared (facts sheet section 8, "injects, from")
+    (installed, "present", "2.24.0", {"image": {"tag": "2.24.1"}}, True, "none", "wanted version and values"),
+    (lambda k: installed(k, values={"agent": {"image": {"registry": "r.local"}}, "telepresenceAPI": {"port": 9980}}),
+     "present", "2.24.0", {}, True, "none", "wanted version and values"),
+    (lambda k: installed(k, values={"agent": {"image": {"registry": "r.local"}, "logLevel": "debug"}}),
+     "present", "2.24.0", {"agent": {"logLevel": "debug"}}, True, "none", "wanted version and values"),
     (installed, "present", "2.24.0", {"image": {"registry": "ghcr.io/telepresenceio"}}, True, "none",
      "wanted version"),
     (lambda k: installed(k, status="pending-install"), "present", "2.24.0", None, True, "install",
@@ -252,7 +256,7 @@ def test_undecodable_release_values_count_as_drift_only_when_values_are_managed(
 def test_drift_lists_every_difference():
     kube = installed(FakeKube(), values={"agent": {"logLevel": "debug"}, "replicaCount": 1})
     _action, _reason, drift = tp_manager.decide("present", state_of(kube), "2.25.0",
-                                                {"agent": {"logLevel": "info"}, "grpc": {"maxReceiveSize": "10Mi"}},
+                                                {"agent": {"logLevel": "info"}, "grpc": {"keepAlive": "10s"}},
                                                 False)
     assert drift == ["version 2.24.0 is installed, 2.25.0 is wanted",
                      "values differ at agent.logLevel, grpc, replicaCount"]
@@ -359,7 +363,7 @@ def test_values_go_through_a_private_file_that_is_removed(h):
     installed(h.kube)
     result = h.ok(version="2.24.0", values={"agent": {"logLevel": "debug"}})
     assert h.calls[0] == ["version"] and len(h.calls) == 2
-    assert h.calls[1][:4] == UPGRADE and h.calls[1][4] == "-f" and h.calls[1][6:] == KUBE_FLAGS
+    assert h.calls[1][:5] == UPGRADE + ["--reset-values"] and h.calls[1][5] == "-f" and h.calls[1][7:] == KUBE_FLAGS
     written = h.values_files[0]
     assert (written["mode"], written["dir_mode"]) == (0o600, 0o700)
     assert written["content"] == {"agent": {"logLevel": "debug"}}
@@ -675,7 +679,7 @@ def test_upgrade_that_leaves_the_old_values_fails_naming_the_drift(h):
     installed(h.kube, values={"agent": {"logLevel": "info"}})
     h.replies["helm upgrade"] = exits_0_and_does_nothing(MALFORMED)
     result = h.fail(version="2.24.0", values={"agent": {"logLevel": "debug"}})
-    assert len(h.calls) == 2 and h.calls[1] == UPGRADE + ["-f", h.calls[1][5]] + KUBE_FLAGS
+    assert len(h.calls) == 2 and h.calls[1] == UPGRADE + ["--reset-values", "-f", h.calls[1][6]] + KUBE_FLAGS
     assert result["msg"] == (
         "telepresence helm upgrade reported success but the release still differs: values differ at agent.logLevel "
         "(unexpected output: %s); run the task again; if it persists, look at the release with helm history "
@@ -832,3 +836,47 @@ def test_bad_input_fails_naming_the_option_and_touches_nothing(h, params, messag
 
 def test_unknown_state_names_the_choices(h):
     assert "value of state must be one of: present, absent, got: gone" in h.fail(state="gone")["msg"]
+
+
+# ---------------------------------------------------------------------------------------------- values semantics
+
+
+@pytest.mark.parametrize("client", ["2.20.2", "2.24.0", "2.25.0", "2.29.0", "2.30.0"])
+def test_upgrade_with_values_resets_the_release_values(client):
+    """facts sheet section 8, "No values given includes an empty values file": -f {} alone would keep old values."""
+    caps = Capabilities(client)
+    assert tp_manager.helm_args("upgrade", "ambassador", client, caps, True, KUBE_FLAGS, "/t/v.json") == \
+        UPGRADE + ["--reset-values", "-f", "/t/v.json"] + KUBE_FLAGS
+    assert tp_manager.helm_args("upgrade", "ambassador", client, caps, True, KUBE_FLAGS) == UPGRADE + KUBE_FLAGS
+
+
+def test_no_values_option_is_no_opinion_about_release_values(h):
+    installed(h.kube, values={"agent": {"logLevel": "debug"}})
+    result = h.ok(version="2.24.0")
+    assert h.calls == [] and not result["changed"] and result["drift"] == [] and h.warnings == []
+
+
+def test_empty_values_remove_values_set_earlier_with_reset_values(h):
+    installed(h.kube, values={"agent": {"logLevel": "debug"}})
+    result = h.ok(version="2.24.0", values={})
+    # the version call gives the client's capabilities for the argv
+    assert h.calls == [["version"], UPGRADE + ["--reset-values", "-f", h.calls[1][6]] + KUBE_FLAGS]
+    assert h.values_files[0]["content"] == {}
+    assert result["changed"] and result["action"] == "upgraded" and result["reason"] == "values differ at agent"
+    assert state_of(h.kube)["release"]["values"] == {"image": {"registry": "ghcr.io/telepresenceio", "tag": "2.24.0"}}
+
+
+def test_injected_keys_in_values_warn_once_and_never_upgrade(h):
+    installed(h.kube)
+    result = h.ok(version="2.24.0", values={"image": {"tag": "9.9.9", "registry": "r.local"}})
+    assert h.calls == [] and not result["changed"]
+    assert len(h.warnings) == 1
+    assert h.warnings[0].startswith("values sets image.registry, image.tag, which the telepresence CLI sets itself")
+
+
+def test_injected_keys_are_passed_on_when_something_else_differs(h):
+    installed(h.kube)
+    result = h.ok(version="2.24.0", values={"image": {"tag": "9.9.9"}, "agent": {"logLevel": "debug"}})
+    assert result["changed"] and h.values_files[0]["content"] == {"image": {"tag": "9.9.9"},
+                                                                  "agent": {"logLevel": "debug"}}
+    assert result["reason"] == "values differ at agent" and len(h.warnings) == 1

@@ -13,7 +13,7 @@ import sys
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-NAMESPACE = "ambassador"
+NAMESPACE = os.environ.get("TP_SNAPSHOT_NAMESPACE") or "ambassador"
 
 
 def release_config(secret):
