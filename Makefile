@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 
-.PHONY: venv test lint sanity units integration molecule pytests demo bench build clean sandbox-up sandbox-down
+.PHONY: venv test lint sanity units compat integration molecule pytests demo bench build clean sandbox-up sandbox-down
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): tests/requirements-dev.txt
 test: venv
 	@tests/tools/run-phases
 
-lint sanity units integration molecule pytests: venv
+lint sanity units compat integration molecule pytests: venv
 	@tests/tools/run-phases $@
 
 demo: venv

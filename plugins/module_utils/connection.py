@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
-from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError, run_process
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status, read_status_json
 
 SUDO_PROMPT_RE = re.compile(r"a password is required|a terminal is required|sudo: .*password", re.IGNORECASE)
@@ -175,9 +174,10 @@ def check_sudo(runner):
         return
     argv = ["sudo", "-n", "-l", runner.binary]
     try:
-        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            timeout=SUDO_CHECK_SECONDS, check=False).returncode
-    except (OSError, subprocess.TimeoutExpired):
+        rc, _out, _err, timed_out = run_process(argv, SUDO_CHECK_SECONDS)
+    except OSError:
+        rc, timed_out = 1, False
+    if timed_out:
         rc = 1
     if rc != 0:
         raise TelepresenceError(sudo_message(runner.binary), argv=argv, rc=rc)

@@ -20,13 +20,12 @@ import gc
 import json
 import os
 import re
-import signal
-import subprocess
 import time
 from urllib.parse import quote, urlencode
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.cli import run_process
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import kubeconfig_user
 
 _EXIT_GC_FROZEN = []
@@ -34,8 +33,6 @@ _EXEC_PATCHED = []
 # urllib3 (http.client) refuses header values with these; kubectl trims the token's surrounding space first.
 _BAD_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 API_ROOTS = {"core": "/api/v1", "apps": "/apis/apps/v1"}
-# Seconds a killed exec plugin gets to let go of its pipes.
-EXEC_REAP_SECONDS = 2
 
 
 class KubeError(Exception):
@@ -145,23 +142,18 @@ def run_exec_plugin(provider, previous_response, deadline):
     argv = list(provider.args)
     command = argv[0]
     remaining = max(0.1, deadline - time.monotonic()) if deadline else 60
+    # The plugin runs through the collection's one runner: its own process group, killed at the deadline or when
+    # the module is interrupted, so a plugin waiting for a browser login is never left behind.
     try:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   cwd=getattr(provider, "cwd", None) or None, env=env, start_new_session=True,
-                                   universal_newlines=True)
+        rc, stdout, stderr, timed_out = run_process(argv, remaining, env=env, cwd=getattr(provider, "cwd", None) or None)
     except OSError as exc:
         raise ExecPluginFailed(command, False, "cannot start it: %s" % exc.strerror)
-    try:
-        stdout, stderr = process.communicate(timeout=remaining)
-    except subprocess.TimeoutExpired:
+    if timed_out:
         raise ExecPluginFailed(command, True)
-    finally:
-        if process.returncode is None:
-            _kill_group(process)
-    if process.returncode != 0:
+    if rc != 0:
         lines = (stderr or "").strip().splitlines()
         raise ExecPluginFailed(command, False, "it exited with %s%s" % (
-            process.returncode, ": %s" % lines[-1][:200] if lines else ""))
+            rc, ": %s" % lines[-1][:200] if lines else ""))
     try:
         data = json.loads(stdout)
         status = data["status"]
@@ -171,24 +163,6 @@ def run_exec_plugin(provider, previous_response, deadline):
         raise ExecPluginFailed(command, False, "it answered apiVersion %s, the kubeconfig asks for %s"
                                % (data.get("apiVersion"), provider.api_version))
     return status
-
-
-def _kill_group(process):
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        process.communicate(timeout=EXEC_REAP_SECONDS)
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        pass
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    try:
-        process.wait(timeout=EXEC_REAP_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class Kube:

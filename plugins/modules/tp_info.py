@@ -353,8 +353,10 @@ manager:
           description: Chart application version, without C(v).
           type: str
           sample: 2.24.0
-        values:
-          description: The user values the release was installed with; null when the payload cannot be decoded.
+        user_values:
+          description:
+            - The user values the release was installed with; null when the payload cannot be decoded.
+            - Named C(values) before the first release.
           type: dict
           sample: {}
     namespace:
@@ -539,7 +541,14 @@ def normalize_workload(item):
 
 
 def gather_manager(module):
-    return read_manager_state(Kube.from_params(module.params), module.params["manager_namespace"])
+    state = read_manager_state(Kube.from_params(module.params), module.params["manager_namespace"])
+    release = state.get("release")
+    if release:
+        # ansible-core 2.21's sanity refuses a return key named like a dict method, hence user_values.
+        release = dict(release)
+        release["user_values"] = release.pop("values", None)
+        state["release"] = release
+    return state
 
 
 def gather(module, runner, lists):

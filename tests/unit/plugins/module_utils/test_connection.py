@@ -8,7 +8,6 @@ The process boundary (cli.run_process) is scripted, so every test states the exa
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -247,24 +246,24 @@ def test_version_mismatch_says_to_stop_the_daemons(process):
                                    "connect again")
 
 
-def sudo_probe(monkeypatch, rc=None, exc=None):
+def sudo_probe(monkeypatch, rc=None, exc=None, timed_out=False):
     """Become an unprivileged user whose ``sudo -n -l`` answers rc (or raises exc); record its argv."""
     seen = []
 
-    def fake_run(argv, **kwargs):
-        seen.append((argv, kwargs))
+    def fake_run(argv, timeout, env=None):
+        seen.append((argv, {"timeout": timeout, "env": env}))
         if exc:
             raise exc
-        return subprocess.CompletedProcess(argv, rc)
+        return rc, "", "", timed_out
     monkeypatch.setattr(connection.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(connection.subprocess, "run", fake_run)
+    monkeypatch.setattr(connection, "run_process", fake_run)
     return seen
 
 
-@pytest.mark.parametrize("rc, exc", [(1, None), (None, OSError("no sudo")),
-                                     (None, subprocess.TimeoutExpired(["sudo"], 10))])
-def test_sudo_needing_a_password_fails_before_connect(process, monkeypatch, rc, exc):
-    seen = sudo_probe(monkeypatch, rc=rc, exc=exc)
+@pytest.mark.parametrize("rc, exc, timed_out", [(1, None, False), (None, OSError("no sudo"), False),
+                                                (-9, None, True)])
+def test_sudo_needing_a_password_fails_before_connect(process, monkeypatch, rc, exc, timed_out):
+    seen = sudo_probe(monkeypatch, rc=rc, exc=exc, timed_out=timed_out)
     script = process(ok(STATUS, NOT_RUNNING))
     with pytest.raises(TelepresenceError) as info:
         ensure_connected(runner(), spec())
@@ -272,7 +271,7 @@ def test_sudo_needing_a_password_fails_before_connect(process, monkeypatch, rc, 
     assert script.calls == [STATUS]                        # connect never ran
     argv, kwargs = seen[0]
     assert argv == ["sudo", "-n", "-l", TP]
-    assert kwargs["stdin"] == subprocess.DEVNULL and kwargs["timeout"] == connection.SUDO_CHECK_SECONDS
+    assert kwargs == {"timeout": connection.SUDO_CHECK_SECONDS, "env": None}
 
 
 def test_passwordless_sudo_lets_connect_run(process, monkeypatch):
@@ -292,7 +291,7 @@ def test_docker_mode_needs_no_sudo(process, monkeypatch):
 
 def test_root_needs_no_sudo_probe(process, monkeypatch):
     seen = []
-    monkeypatch.setattr(connection.subprocess, "run", lambda *a, **k: seen.append(a))
+    monkeypatch.setattr(connection, "run_process", lambda *a, **k: seen.append(a))
     process(ok(STATUS, NOT_RUNNING), ok(CONNECT_APP), ok(STATUS, connected()))
     ensure_connected(runner(), spec())
     assert seen == []

@@ -19,7 +19,7 @@ import urllib.error
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import binary, cli
 from ansible_collections.devloop.telepresence.plugins.modules import tp_binary

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import cli, connection
 from ansible_collections.devloop.telepresence.plugins.modules import tp_connection
@@ -295,8 +295,7 @@ def test_sudo_missing_fails_with_the_actionable_message(run, binary):
 
 def test_sudo_preflight_fails_before_connect_for_a_user(run, binary, monkeypatch):
     monkeypatch.setattr(connection.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(connection.subprocess, "run",
-                        lambda argv, **kw: connection.subprocess.CompletedProcess(argv, 1))
+    monkeypatch.setattr(connection, "run_process", lambda argv, timeout, env=None: (1, "", "", False))
     with pytest.raises(Failed) as info:
         run({"namespace": "app"}, ok(STATUS, not_running("2.24")))
     result = info.value.result

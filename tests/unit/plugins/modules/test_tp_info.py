@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ansible.module_utils.common.warnings import get_warning_messages
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import cli
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError

@@ -15,7 +15,7 @@ import stat
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import cli, connection, manager
 from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import Capabilities
