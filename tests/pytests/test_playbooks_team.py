@@ -1,0 +1,35 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a team sharing one cluster relies on, run by path from the checkout against a sandbox with a manager namespace
+other than the default (tp-system): the shared traffic manager is never downgraded by one developer's older client."""
+
+from __future__ import annotations
+
+from workflow_support import BIN, ROOT, read_summary, run
+
+MANAGER_NAMESPACE = "tp-system"
+
+
+def setup(env, *extra):
+    return run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                str(ROOT / "playbooks" / "setup.yml"), "-e", "telepresence_manager_namespace=%s" % MANAGER_NAMESPACE]
+               + list(extra), env=env)
+
+
+def test_downgrade_refused_then_allowed(sandbox):
+    first = setup(sandbox, "-e", "telepresence_version=v2.25.0")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr
+    assert read_summary(sandbox)["manager"]["version"] == "2.25.0"
+
+    # An older TELEPRESENCE_VERSION in one developer's shell: the client follows it, the shared manager must not.
+    refused = setup(dict(sandbox, TELEPRESENCE_VERSION="v2.24.0"))
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "refusing to downgrade the traffic manager from 2.25.0 (installed) to 2.24.0 (wanted)" in output, output[-4000:]
+    assert "telepresence_manager_allow_downgrade" in output
+
+    allowed = setup(dict(sandbox, TELEPRESENCE_VERSION="v2.24.0"), "-e", "telepresence_manager_allow_downgrade=true")
+    assert allowed.returncode == 0, allowed.stdout[-4000:] + allowed.stderr
+    manager = read_summary(sandbox)["manager"]
+    assert (manager["action"], manager["version"], manager["namespace"]) == ("downgraded", "2.24.0", MANAGER_NAMESPACE)
