@@ -33,3 +33,56 @@ def test_downgrade_refused_then_allowed(sandbox):
     assert allowed.returncode == 0, allowed.stdout[-4000:] + allowed.stderr
     manager = read_summary(sandbox)["manager"]
     assert (manager["action"], manager["version"], manager["namespace"]) == ("downgraded", "2.24.0", MANAGER_NAMESPACE)
+
+
+GROUP_PLAYBOOK = """
+- name: Every member of the action group under one module_defaults
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/devloop.telepresence.telepresence:
+      kubeconfig: "{{ lookup('ansible.builtin.env', 'KUBECONFIG') }}"
+      context: sandbox
+      manager_namespace: tp-system
+      binary_path: &bin "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_DIR') }}/workstation/bin/telepresence"
+  tasks:
+    - name: Client
+      devloop.telepresence.tp_binary:
+        dest: *bin
+        version: v2.24.0
+        prefer_system: false
+        base_url: "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_MIRROR') }}"
+        checksum_url: "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_MIRROR') }}/v2.24.0/sha256sums.txt"
+        allow_insecure_http: true
+    - name: Manager
+      devloop.telepresence.tp_manager:
+      register: manager
+    - name: Connection
+      devloop.telepresence.tp_connection:
+        namespace: app
+      register: session
+    - name: No intercept named cart
+      devloop.telepresence.tp_intercept:
+        name: cart
+        namespace: app
+        state: absent
+    - name: Info
+      devloop.telepresence.tp_info:
+      register: info
+    - name: What the defaults reached
+      ansible.builtin.assert:
+        that:
+          - manager.namespace == 'tp-system'
+          - session.status.manager_namespace == 'tp-system'
+    - name: Quit
+      devloop.telepresence.tp_connection:
+        state: stopped
+"""
+
+
+def test_action_group_module_defaults_reach_every_member(sandbox, tmp_path):
+    play = tmp_path / "group.yml"
+    play.write_text(GROUP_PLAYBOOK)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(play)], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "Unsupported parameters" not in result.stdout
