@@ -86,3 +86,25 @@ def test_action_group_module_defaults_reach_every_member(sandbox, tmp_path):
     result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(play)], env=sandbox)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     assert "Unsupported parameters" not in result.stdout
+
+
+def team_inventory(tmp_path):
+    """Two workstations on this machine with the sandbox's variables: a team inventory that --limit can cut."""
+    inventory = tmp_path / "team"
+    inventory.mkdir()
+    (inventory / "group_vars").symlink_to(ROOT / "inventories" / "sandbox" / "group_vars")
+    (inventory / "hosts.yml").write_text(
+        "all:\n  children:\n    workstations:\n      hosts:\n"
+        + "".join("        %s:\n          ansible_connection: local\n"
+                  "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n" % host
+                  for host in ("dana-dev", "erin-dev")))
+    return inventory
+
+
+def test_limit_still_prints_the_summary(sandbox, tmp_path):
+    result = run([str(BIN / "ansible-playbook"), "-i", str(team_inventory(tmp_path)), "--limit", "dana-dev",
+                  str(ROOT / "playbooks" / "setup.yml")], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert '"telepresence_summary_report": {' in result.stdout
+    assert "erin-dev" not in result.stdout
+    assert sorted(read_summary(sandbox)) == ["client"]
