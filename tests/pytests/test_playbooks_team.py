@@ -108,3 +108,19 @@ def test_limit_still_prints_the_summary(sandbox, tmp_path):
     assert '"telepresence_summary_report": {' in result.stdout
     assert "erin-dev" not in result.stdout
     assert sorted(read_summary(sandbox)) == ["client"]
+
+
+def test_bare_leave_reports_the_other_intercept(sandbox):
+    def playbook(name, *extra):
+        result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                      str(ROOT / "playbooks" / ("%s.yml" % name))] + list(extra), env=sandbox)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+        return result.stdout
+
+    playbook("dev_setup", "-e", "telepresence_intercept_name=cart-dev")
+    output = playbook("leave")
+    leave = read_summary(sandbox)["leave"]
+    assert leave["action"] == "none"
+    assert [item["name"] for item in leave["other_intercepts"]] == ["cart-dev"]
+    assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in output
+    assert leave["message"].startswith("No intercept named fresh-app")
