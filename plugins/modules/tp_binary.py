@@ -144,6 +144,28 @@ options:
     type: int
     default: 3
     version_added: 0.1.0
+  kubeconfig:
+    description:
+      - Accepted and ignored, so that O(kubeconfig), O(context), O(manager_namespace) and O(binary_path) set for the
+        whole C(group/devloop.telepresence.telepresence) in C(module_defaults) reach this member too; installing the
+        client needs no cluster.
+    type: path
+    version_added: 0.1.0
+  context:
+    description:
+      - Accepted and ignored (see O(kubeconfig)).
+    type: str
+    version_added: 0.1.0
+  manager_namespace:
+    description:
+      - Accepted and ignored (see O(kubeconfig)).
+    type: str
+    version_added: 0.1.0
+  binary_path:
+    description:
+      - Accepted and ignored (see O(kubeconfig)); where the client goes is O(dest).
+    type: path
+    version_added: 0.1.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -336,6 +358,11 @@ ARGUMENT_SPEC = dict(
     validate_certs=dict(type="bool", default=True),
     timeout=dict(type="int", default=300),
     retries=dict(type="int", default=3),
+    # The action group's common options (module_defaults for group/devloop.telepresence.telepresence): ignored here.
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+    manager_namespace=dict(type="str"),
+    binary_path=dict(type="path"),
 )
 
 DIGEST_ORIGINS = {

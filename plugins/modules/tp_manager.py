@@ -63,6 +63,15 @@ options:
     type: bool
     default: true
     version_added: 0.1.0
+  allow_downgrade:
+    description:
+      - The traffic manager is shared by every session of the cluster, so a wanted version lower than the installed one
+        (say an older client in one developer's shell) fails the task, naming both versions, unless this is V(true).
+      - With V(true) the release is downgraded with C(helm upgrade) and RV(action) is V(downgraded).
+      - Not used with O(upgrade=false), which never changes the release.
+    type: bool
+    default: false
+    version_added: 0.1.0
   values:
     description:
       - 'Helm chart values for the traffic manager, as a mapping (for example V({agent: {logLevel: debug}})).'
@@ -176,7 +185,7 @@ action:
   description: What the task did (or would do in check mode).
   returned: always
   type: str
-  choices: [installed, upgraded, uninstalled, none]
+  choices: [installed, upgraded, downgraded, uninstalled, none]
   sample: upgraded
 reason:
   description: Why that action was chosen.
@@ -348,8 +357,8 @@ HELM_MARGIN_SECONDS = 10
 # release's stored values hold them whether or not the user passed them, so they are never compared.
 INJECTED_VALUES = (("image", "registry"), ("image", "tag"), ("agent", "image"), ("grpc", "maxReceiveSize"),
                    ("agentInjector", "appProtocolStrategy"), ("telepresenceAPI", "port"))
-RESULT_ACTIONS = {"install": "installed", "upgrade": "upgraded", "uninstall": "uninstalled", "none": "none",
-                  "foreign": "none"}
+RESULT_ACTIONS = {"install": "installed", "upgrade": "upgraded", "downgrade": "downgraded", "uninstall": "uninstalled",
+                  "none": "none", "foreign": "none", "refuse_downgrade": "none"}
 _MISSING = object()
 
 
@@ -374,6 +383,7 @@ def module_argument_spec():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         version=dict(type="str"),
         upgrade=dict(type="bool", default=True),
+        allow_downgrade=dict(type="bool", default=False),
         values=dict(type="raw"),
         create_namespace=dict(type="bool", default=True),
         wait=dict(type="bool", default=True),
@@ -402,9 +412,11 @@ def validate(module):
 # ---------------------------------------------------------------------------------------------- deciding
 
 
-def decide(state, before, version, values, upgrade):
-    """The decision table. Returns ``(action, reason, drift)``; action is install, upgrade, uninstall, none or
-    foreign (a manager workload without a Helm release: installed by something else)."""
+def decide(state, before, version, values, upgrade, allow_downgrade=False):
+    """The decision table. Returns ``(action, reason, drift)``; action is install, upgrade, downgrade, uninstall,
+    none, foreign (a manager workload without a Helm release: installed by something else) or refuse_downgrade (a
+    lower version than the installed one is wanted and ``allow_downgrade`` is false: the manager is shared by every
+    session of the cluster, so an older client in one shell must not downgrade it for the whole team)."""
     release = before["release"]
     if state == "absent":
         if release is not None:
@@ -429,7 +441,24 @@ def decide(state, before, version, values, upgrade):
         return "none", "the traffic manager is installed with the wanted version and values", []
     if not upgrade:
         return "none", "upgrade is false, so the drift is left alone", drift
+    installed = before["version"] or release.get("app_version")
+    if is_lower(version, installed):
+        if not allow_downgrade:
+            return "refuse_downgrade", downgrade_refusal(installed, version), drift
+        return "downgrade", "; ".join(drift), drift
     return "upgrade", "; ".join(drift), drift
+
+
+def is_lower(wanted, installed):
+    wanted_parsed, installed_parsed = parse_version(wanted or ""), parse_version(installed or "")
+    return wanted_parsed is not None and installed_parsed is not None and wanted_parsed < installed_parsed
+
+
+def downgrade_refusal(installed, wanted):
+    return ("refusing to downgrade the traffic manager from %s (installed) to %s (wanted): every session of the cluster "
+            "uses it. Want %s or later (version; role variable telepresence_manager_version, or a newer client), or "
+            "set allow_downgrade: true (role variable telepresence_manager_allow_downgrade: true) to downgrade it"
+            % (installed, wanted, installed))
 
 
 def foreign_reason(before):
@@ -773,8 +802,8 @@ def predicted_view(action, before, version, wanted_values):
     """What the diff's ``after`` would be, for check mode."""
     if action == "uninstall":
         return {"installed": False, "version": None, "values": None}
-    if action in ("install", "upgrade"):
-        current = diff_view(before)["values"] if action == "upgrade" else {}
+    if action in ("install", "upgrade", "downgrade"):
+        current = diff_view(before)["values"] if action != "install" else {}
         return {"installed": True, "version": version,
                 "values": comparable_values(wanted_values) if wanted_values is not None else current}
     return diff_view(before)
@@ -785,8 +814,11 @@ def run_module(module, runner, kube, result):
     namespace = params["manager_namespace"]
     before = read_manager_state(kube, namespace)
     version = wanted_version(params, runner) if params["state"] == "present" else None
-    action, reason, drift = decide(params["state"], before, version, params["values"], params["upgrade"])
+    action, reason, drift = decide(params["state"], before, version, params["values"], params["upgrade"],
+                                   params["allow_downgrade"])
     result.update(action=RESULT_ACTIONS[action], reason=reason, drift=drift, **state_result(before))
+    if action == "refuse_downgrade":
+        module.fail_json(msg=reason, **result)
     preflight(module, runner, kube, action, reason, drift, before, version)
     if module._diff:
         result["diff"] = {"before": diff_view(before),
@@ -804,7 +836,9 @@ def run_module(module, runner, kube, result):
         result["agents"] = uninstall(module, runner, kube, before)
         after = read_manager_state(kube, namespace)
     else:
-        after = install_or_upgrade(module, runner, kube, action, version, before)
+        # A downgrade is a helm upgrade to a lower version.
+        after = install_or_upgrade(module, runner, kube, "upgrade" if action == "downgrade" else action, version,
+                                   before)
     result["command"] = last_helm_command(runner)
     result.update(state_result(after))
     if module._diff:
@@ -821,7 +855,7 @@ def preflight(module, runner, kube, action, reason, drift, before, version):
         module.warn("%s%s" % (reason, ": " + "; ".join(drift) if drift else ""))
     if params["state"] == "present" and injected_keys_warning(params["values"]):
         module.warn(injected_keys_warning(params["values"]))
-    acting = action in ("install", "upgrade")
+    acting = action in ("install", "upgrade", "downgrade")
     if params["state"] == "present":
         check_compatible(runner, version if acting else before["version"], acting)
     if action == "install":

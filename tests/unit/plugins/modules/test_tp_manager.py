@@ -246,6 +246,23 @@ def test_decision_table(setup, state, version, values, upgrade, expected_action,
     assert reason_part in reason
 
 
+@pytest.mark.parametrize("allow, expected_action, reason_part", [
+    (False, "refuse_downgrade", "refusing to downgrade the traffic manager from 2.24.0 (installed) to 2.23.0 (wanted)"),
+    (True, "downgrade", "version 2.24.0 is installed, 2.23.0 is wanted"),
+])
+def test_decision_table_downgrade(allow, expected_action, reason_part):
+    kube = installed(FakeKube())
+    action, reason, drift = tp_manager.decide("present", state_of(kube), "2.23.0", None, True, allow)
+    assert (action, drift) == (expected_action, ["version 2.24.0 is installed, 2.23.0 is wanted"])
+    assert reason_part in reason
+    if not allow:
+        assert "telepresence_manager_allow_downgrade" in reason and "allow_downgrade: true" in reason
+
+
+def test_downgrade_with_upgrade_false_changes_nothing():
+    assert tp_manager.decide("present", state_of(installed(FakeKube())), "2.23.0", None, False)[0] == "none"
+
+
 def test_undecodable_release_values_count_as_drift_only_when_values_are_managed():
     kube = FakeKube(workloads={"deployment": deployment()}, secrets=[release_secret(2, "deployed", data="garbage")])
     assert tp_manager.decide("present", state_of(kube), "2.24.0", None, True)[0] == "none"

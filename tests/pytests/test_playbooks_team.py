@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: devloop.telepresence contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a team sharing one cluster relies on, run by path from the checkout against a sandbox with a manager namespace
+other than the default (tp-system): the shared traffic manager is never downgraded by one developer's older client."""
+
+from __future__ import annotations
+
+from workflow_support import BIN, ROOT, read_summary, run
+
+MANAGER_NAMESPACE = "tp-system"
+
+
+def setup(env, *extra):
+    return run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                str(ROOT / "playbooks" / "setup.yml"), "-e", "telepresence_manager_namespace=%s" % MANAGER_NAMESPACE]
+               + list(extra), env=env)
+
+
+def test_downgrade_refused_then_allowed(sandbox):
+    first = setup(sandbox, "-e", "telepresence_version=v2.25.0")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr
+    assert read_summary(sandbox)["manager"]["version"] == "2.25.0"
+
+    # An older TELEPRESENCE_VERSION in one developer's shell: the client follows it, the shared manager must not.
+    refused = setup(dict(sandbox, TELEPRESENCE_VERSION="v2.24.0"))
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "refusing to downgrade the traffic manager from 2.25.0 (installed) to 2.24.0 (wanted)" in output, output[-4000:]
+    assert "telepresence_manager_allow_downgrade" in output
+
+    allowed = setup(dict(sandbox, TELEPRESENCE_VERSION="v2.24.0"), "-e", "telepresence_manager_allow_downgrade=true")
+    assert allowed.returncode == 0, allowed.stdout[-4000:] + allowed.stderr
+    manager = read_summary(sandbox)["manager"]
+    assert (manager["action"], manager["version"], manager["namespace"]) == ("downgraded", "2.24.0", MANAGER_NAMESPACE)
+
+
+GROUP_PLAYBOOK = """
+- name: Every member of the action group under one module_defaults
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/devloop.telepresence.telepresence:
+      kubeconfig: "{{ lookup('ansible.builtin.env', 'KUBECONFIG') }}"
+      context: sandbox
+      manager_namespace: tp-system
+      binary_path: &bin "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_DIR') }}/workstation/bin/telepresence"
+  tasks:
+    - name: Client
+      devloop.telepresence.tp_binary:
+        dest: *bin
+        version: v2.24.0
+        prefer_system: false
+        base_url: "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_MIRROR') }}"
+        checksum_url: "{{ lookup('ansible.builtin.env', 'TP_SANDBOX_MIRROR') }}/v2.24.0/sha256sums.txt"
+        allow_insecure_http: true
+    - name: Manager
+      devloop.telepresence.tp_manager:
+      register: manager
+    - name: Connection
+      devloop.telepresence.tp_connection:
+        namespace: app
+      register: session
+    - name: No intercept named cart
+      devloop.telepresence.tp_intercept:
+        name: cart
+        namespace: app
+        state: absent
+    - name: Info
+      devloop.telepresence.tp_info:
+      register: info
+    - name: What the defaults reached
+      ansible.builtin.assert:
+        that:
+          - manager.namespace == 'tp-system'
+          - session.status.manager_namespace == 'tp-system'
+    - name: Quit
+      devloop.telepresence.tp_connection:
+        state: stopped
+"""
+
+
+def test_action_group_module_defaults_reach_every_member(sandbox, tmp_path):
+    play = tmp_path / "group.yml"
+    play.write_text(GROUP_PLAYBOOK)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(play)], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "Unsupported parameters" not in result.stdout
+
+
+def team_inventory(tmp_path):
+    """Two workstations on this machine with the sandbox's variables: a team inventory that --limit can cut."""
+    inventory = tmp_path / "team"
+    inventory.mkdir()
+    (inventory / "group_vars").symlink_to(ROOT / "inventories" / "sandbox" / "group_vars")
+    (inventory / "hosts.yml").write_text(
+        "all:\n  children:\n    workstations:\n      hosts:\n"
+        + "".join("        %s:\n          ansible_connection: local\n"
+                  "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n" % host
+                  for host in ("dana-dev", "erin-dev")))
+    return inventory
+
+
+def test_limit_still_prints_the_summary(sandbox, tmp_path):
+    result = run([str(BIN / "ansible-playbook"), "-i", str(team_inventory(tmp_path)), "--limit", "dana-dev",
+                  str(ROOT / "playbooks" / "setup.yml")], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert '"telepresence_summary_report": {' in result.stdout
+    assert "erin-dev" not in result.stdout
+    assert sorted(read_summary(sandbox)) == ["client"]
+
+
+def test_bare_leave_reports_the_other_intercept(sandbox):
+    def playbook(name, *extra):
+        result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                      str(ROOT / "playbooks" / ("%s.yml" % name))] + list(extra), env=sandbox)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+        return result.stdout
+
+    playbook("dev_setup", "-e", "telepresence_intercept_name=cart-dev")
+    output = playbook("leave")
+    leave = read_summary(sandbox)["leave"]
+    assert leave["action"] == "none"
+    assert [item["name"] for item in leave["other_intercepts"]] == ["cart-dev"]
+    assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in output
+    assert leave["message"].startswith("No intercept named fresh-app")
