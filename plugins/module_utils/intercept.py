@@ -20,9 +20,10 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.kube import K
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
-# or doubled '-'.
-PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9]|-(?!-))*$")
-HTTP_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+=.*$")
+# or doubled '-'. Every pattern here is used with fullmatch: "$" would accept a trailing newline.
+PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9]|-(?!-))*")
+PORT_NUMBER_RE = re.compile(r"[0-9]{1,5}")
+HTTP_HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+=[^\r\n]*")
 # Variables the client adds to every intercept's environment itself (facts sheet section 12): not secrets.
 CLIENT_VARIABLES = frozenset(("TELEPRESENCE_ROOT", "TELEPRESENCE_MOUNTS", "TELEPRESENCE_CONTAINER",
                               "TELEPRESENCE_INTERCEPT_ID"))
@@ -30,7 +31,7 @@ CLIENT_VARIABLES = frozenset(("TELEPRESENCE_ROOT", "TELEPRESENCE_MOUNTS", "TELEP
 # "8080" would garble unrelated results (every pod has KUBERNETES_PORT_443_TCP_PROTO=tcp). Such values are
 # guessable, not secrets, and are never returned anyway (only names are).
 MIN_SECRET_LENGTH = 4
-PORT_LIKE_RE = re.compile(r"^\d{1,5}$")
+PORT_LIKE_RE = re.compile(r"[0-9]{1,5}")
 WITHHELD = "(withheld: this command's output can hold the workload's environment)"
 NOT_JSON_WITHHELD = "(withheld: it may hold the workload's environment)"
 # Dispositions after which waiting is pointless (facts sheet section 3).
@@ -48,9 +49,11 @@ class PreflightError(TaskError):
 def service_port_problem(value):
     """None when ``value`` names or numbers a Service port, else why it cannot."""
     text = str(value)
-    if text.isdigit():
-        return None if 1 <= int(text) <= 65535 else "is not a port number between 1 and 65535"
-    if len(text) > 15 or not PORT_NAME_RE.match(text) or not re.search(r"[a-z]", text) or text.endswith("-"):
+    if text.isdigit():  # also non-ASCII digits, which int() accepts but a port is not
+        if not PORT_NUMBER_RE.fullmatch(text) or not 1 <= int(text) <= 65535:
+            return "is not a port number between 1 and 65535"
+        return None
+    if len(text) > 15 or not PORT_NAME_RE.fullmatch(text) or not re.search(r"[a-z]", text) or text.endswith("-"):
         return ("is neither a port number (1-65535) nor a Kubernetes port name (at most 15 lowercase letters, "
                 "digits and single '-', with at least one letter)")
     return None
@@ -67,7 +70,7 @@ def header_list(value):
     else:
         raise ValueError("must be a dict of header names to values or a list of name=value strings, got %r" % (value,))
     for item in items:
-        if not HTTP_HEADER_RE.match(item):
+        if not HTTP_HEADER_RE.fullmatch(item):
             raise ValueError("entry %r is not name=value with an HTTP header name" % item)
     return items
 
@@ -301,7 +304,7 @@ def secret_values(environment):
     found = []
     for name, value in environment.items():
         text = "" if value is None else str(value)
-        if name in CLIENT_VARIABLES or len(text) < MIN_SECRET_LENGTH or PORT_LIKE_RE.match(text):
+        if name in CLIENT_VARIABLES or len(text) < MIN_SECRET_LENGTH or PORT_LIKE_RE.fullmatch(text):
             continue
         found.append(text)
     return found

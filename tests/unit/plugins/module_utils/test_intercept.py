@@ -180,7 +180,8 @@ def test_good_service_ports(value):
     assert service_port_problem(value) is None
 
 
-@pytest.mark.parametrize("value", ["0", "70000", "HTTP", "http!", "-http", "http-", "a--b", "a" * 16, "", "123-"])
+@pytest.mark.parametrize("value", ["0", "70000", "HTTP", "http!", "-http", "http-", "a--b", "a" * 16, "", "123-",
+                                   "http\n", "80\n", "\u0668\u0660", "000080"])
 def test_bad_service_ports(value):
     assert service_port_problem(value)
 
@@ -193,6 +194,9 @@ def test_header_list_forms():
         header_list(["novalue"])
     with pytest.raises(ValueError, match="must be a dict"):
         header_list(42)
+    for smuggled in (["x-dev=me\n"], ["x-dev=me\r\nx-evil: 1"], {"x-dev": "a\nb"}):
+        with pytest.raises(ValueError, match="not name=value"):
+            header_list(smuggled)
 
 
 def test_env_path_problems(tmp_path):

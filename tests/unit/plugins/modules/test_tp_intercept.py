@@ -985,6 +985,18 @@ def test_local_port_listening_really_probes():
     ({"port": 8000, "verify_local": "maybe"}, "verify_local"),
     ({"port": 8000, "state": "gone"}, "state"),
     ({"port": 8000, "manager_namespace": "Amb"}, "manager_namespace 'Amb'"),
+    # "$" matches before a trailing newline: a "|" block scalar must not pass as a name (issue 13).
+    ({"port": 8000, "namespace": "app\n"}, "namespace 'app\\n'"),
+    ({"port": 8000, "name": "fresh-app\n"}, "name 'fresh-app\\n'"),
+    ({"port": 8000, "workload": "fresh-app\n"}, "workload 'fresh-app\\n'"),
+    ({"port": 8000, "manager_namespace": "ambassador\n"}, "manager_namespace 'ambassador\\n'"),
+    ({"port": 8000, "service_port": "http\n"}, "service_port 'http\\n' is neither"),
+    ({"port": 8000, "service_port": "\u0668\u0660"}, "is not a port number between 1 and 65535"),
+    ({"port": 8000, "http_headers": ["x-dev=me\nx-evil=1"]}, "http_headers entry"),
+    # Ansible's type int keeps a YAML boolean; port: yes once ran --port True:8080.
+    ({"port": True}, "port must be a TCP port between 1 and 65535, got the boolean True"),
+    ({"port": 8000, "wait_timeout": True}, "wait_timeout must be a positive number of seconds, got the boolean"),
+    ({"port": 8000, "timeout": False}, "timeout must be a positive number of seconds, got the boolean False"),
 ])
 def test_bad_input_fails_naming_the_option_without_any_call(run, args, option):
     with pytest.raises(Failed) as failed:
