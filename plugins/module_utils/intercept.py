@@ -16,6 +16,7 @@ import tempfile
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
+from ansible_collections.devloop.telepresence.plugins.module_utils.files import read_nofollow, write_private
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_intercept, raw_intercepts
 
@@ -406,9 +407,10 @@ def mount_of(raw, detailed):
 # ---------------------------------------------------------------------------------------------------------------
 
 class EnvFiles:
-    """Env files the CLI writes into private temporary directories, moved into place whole and 0600.
+    """Env files the CLI writes into private temporary directories, copied into place whole, 0600 and owned by
+    the user they are for (files.write_private).
 
-    Use as a context manager: ``temp_path(option)`` gives the path to pass to the CLI, ``commit()`` moves
+    Use as a context manager: ``temp_path(option)`` gives the path to pass to the CLI, ``commit()`` copies
     every written file to its destination, and leaving the block removes the temporary directories, so a
     failed intercept leaves neither a partial file nor a temporary one.
     """
@@ -433,15 +435,15 @@ class EnvFiles:
     def written(self):
         return {option: path for option, path in self._temp.items() if os.path.isfile(path)}
 
-    def commit(self):
-        """Move the written files into place (0600); return the options whose file the CLI did not write."""
+    def commit(self, uid, gid):
+        """Copy the written files into place, 0600 and owned by ``uid``:``gid`` (see files.write_private); return
+        the options whose file the CLI did not write. Raises FileRefused when a destination became another's."""
         missing = []
         for option, path in self._temp.items():
             if not os.path.isfile(path):
                 missing.append(option)
                 continue
-            os.chmod(path, 0o600)
-            os.replace(path, self.destinations[option])
+            write_private(self.destinations[option], read_nofollow(path), uid, gid)
         return missing
 
     def __exit__(self, *exc_info):

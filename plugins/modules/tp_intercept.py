@@ -79,7 +79,12 @@ options:
   env_file:
     description:
       - Absolute path of a file that receives the workload's environment (C(--env-file), docker syntax).
-      - Written with mode C(0600), and only as a whole file (moved into place after the intercept succeeded).
+      - Written with mode C(0600) from creation, and only as a whole file (a temporary file next to it, created
+        exclusively without following symbolic links, renamed into place after the intercept succeeded).
+      - Owned by O(owner); without it, under C(become) (running as root with C(SUDO_UID) set) by the user who
+        invoked sudo, else by the user the module runs as.
+      - If the path exists and is a symbolic link, not a regular file, or a file of another user, the module fails
+        naming the path and its owner before it changes anything; the file is never replaced or followed.
       - Written when the intercept is created; a missing file makes the module create the intercept again.
     type: path
     version_added: 0.1.0
@@ -88,6 +93,12 @@ options:
       - Absolute path of a file that receives the workload's environment as a JSON object (C(--env-json)).
       - Same handling as O(env_file).
     type: path
+    version_added: 0.1.0
+  owner:
+    description:
+      - User (name or uid) who owns O(env_file) and O(env_json). Changing the owner needs root (C(become)).
+      - Default, the user who invoked sudo under C(become) (C(SUDO_UID)/C(SUDO_GID)), else the user the module runs as.
+    type: str
     version_added: 0.1.0
   mount:
     description:
@@ -350,6 +361,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     differences,
     ensure_connected,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, target_owner, target_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
     FAILED_DISPOSITIONS,
     WITHHELD,
@@ -386,6 +398,7 @@ def module_spec():
         service_port=dict(type="str", default="http"),
         env_file=dict(type="path"),
         env_json=dict(type="path"),
+        owner=dict(type="str"),
         mount=dict(type="bool", default=False),
         http_headers=dict(type="raw"),
         preview_url=dict(type="bool", default=False),
@@ -421,10 +434,26 @@ def validate(module):
     if params["env_file"] and params["env_json"] and params["env_file"] == params["env_json"]:
         module.fail_json(msg="env_file and env_json name the same file %s; give them different paths"
                          % params["env_file"])
+    check_env_file_targets(module)
     try:
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_env_file_targets(module):
+    """Pre-flight of the env files: a path another user planted (a file or a link) fails the task before the
+    intercept is made, naming the path and its owner. Sets ``env_file_owner`` to the ``(uid, gid)`` they are for."""
+    params = module.params
+    try:
+        params["env_file_owner"] = target_owner(params["owner"])
+    except FileRefused as exc:
+        module.fail_json(msg=exc.msg)
+    for option in ("env_file", "env_json"):
+        if params[option]:
+            problem = target_problem(params[option], params["env_file_owner"][0])
+            if problem:
+                module.fail_json(msg="%s %s" % (option, problem))
 
 
 class Refused(TaskError):
@@ -546,7 +575,12 @@ def create(module, runner, caps, params, target, headers):
         detailed = decode_secret_output(module, runner, result, params["name"])
         for path in env_files.written().values():
             module.no_log_values.update(env_file_values(path))
-        missing = env_files.commit()
+        try:
+            missing = env_files.commit(*params["env_file_owner"])
+        except (FileRefused, OSError) as exc:
+            raise Refused("intercept %s was created, but its env file could not be written: %s. The intercept was "
+                          "left in place; fix the path and run again (the missing file makes the task create the "
+                          "intercept again)" % (params["name"], getattr(exc, "msg", None) or exc))
     for option in missing:
         module.warn("telepresence intercept did not write %s (%s)" % (option, params[option]))
     return result.argv, detailed

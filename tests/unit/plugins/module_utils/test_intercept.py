@@ -327,7 +327,7 @@ def test_env_files_written_whole_and_private(tmp_path):
         with open(temp, "w") as handle:
             handle.write("A=secret\n")
         assert not destination.exists()
-        assert files.commit() == []
+        assert files.commit(os.geteuid(), os.getegid()) == []
     assert destination.read_text() == "A=secret\n"
     assert stat.S_IMODE(destination.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == [".env"]
@@ -346,5 +346,5 @@ def test_env_files_nothing_left_on_failure(tmp_path):
 def test_env_files_report_what_the_cli_did_not_write(tmp_path):
     with EnvFiles({"env_json": str(tmp_path / "env.json")}) as files:
         assert files.written() == {}
-        assert files.commit() == ["env_json"]
+        assert files.commit(os.geteuid(), os.getegid()) == ["env_json"]
     assert os.listdir(tmp_path) == []
