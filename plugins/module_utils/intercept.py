@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import could_be_secret
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import read_nofollow, write_private
@@ -28,11 +29,6 @@ HTTP_HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+=[^\r\n]*")
 # Variables the client adds to every intercept's environment itself (facts sheet section 12): not secrets.
 CLIENT_VARIABLES = frozenset(("TELEPRESENCE_ROOT", "TELEPRESENCE_MOUNTS", "TELEPRESENCE_CONTAINER",
                               "TELEPRESENCE_INTERCEPT_ID"))
-# Ansible masks a no_log value wherever it appears, also inside other strings and numbers: registering "tcp" or
-# "8080" would garble unrelated results (every pod has KUBERNETES_PORT_443_TCP_PROTO=tcp). Such values are
-# guessable, not secrets, and are never returned anyway (only names are).
-MIN_SECRET_LENGTH = 4
-PORT_LIKE_RE = re.compile(r"[0-9]{1,5}")
 WITHHELD = "(withheld: this command's output can hold the workload's environment)"
 NOT_JSON_WITHHELD = "(withheld: it may hold the workload's environment)"
 # Dispositions after which waiting is pointless (facts sheet section 3).
@@ -301,11 +297,11 @@ def environment_values(data):
 
 
 def secret_values(environment):
-    """The values of an environment mapping worth masking (see MIN_SECRET_LENGTH)."""
+    """The values of an environment mapping worth masking (censor.could_be_secret)."""
     found = []
     for name, value in environment.items():
         text = "" if value is None else str(value)
-        if name in CLIENT_VARIABLES or len(text) < MIN_SECRET_LENGTH or PORT_LIKE_RE.fullmatch(text):
+        if name in CLIENT_VARIABLES or not could_be_secret(text):
             continue
         found.append(text)
     return found

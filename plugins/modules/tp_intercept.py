@@ -161,10 +161,12 @@ options:
     default: present
     version_added: 0.1.0
 notes:
-  - The environment variable values of the workload are cluster secrets. The module registers them as no-log values
-    as soon as it reads them, returns only their names, and never returns the raw output of C(intercept) or C(list).
-    Values shorter than 4 characters and port-like numbers are not masked in other output (they are not secrets and
-    masking them would garble unrelated values such as port numbers); they are never returned either.
+  - The environment variable values of the workload are cluster secrets. The module returns only their names and
+    never the raw output of C(intercept) or C(list). Before it exits or fails it registers the values as no-log values
+    (Ansible then masks them in messages, warnings and logs), except values its own argv, parameters and structured
+    result fields show anyway and common words and numbers (V(false), V(true), port-like numbers, values shorter than
+    4 characters), so C(--mount=false), the client and the disposition stay readable. M(devloop.telepresence.tp_info)
+    follows the same policy.
   - A mapping is the workload, namespace, service port and local port. Changing only O(http_headers), O(mount) or the
     env file options does not re-create an existing active intercept.
   - On clients older than 2.28, reconnecting to another namespace ends the session's other intercepts; the module
@@ -341,6 +343,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import LEAVE_NOT_FOUND_RE
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import protect, remember
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
     TelepresenceCli,
     TelepresenceError,
@@ -483,7 +486,7 @@ def run_listing(module, runner, namespace):
         data = runner.run_json(args)
     except TelepresenceError as exc:
         raise scrubbed(module, exc, args)
-    module.no_log_values.update(environment_values(data))
+    remember(module, environment_values(data))
     return data
 
 
@@ -494,7 +497,7 @@ def scrubbed(module, exc, args):
     not even in the message. The raw stdout is withheld in both cases.
     """
     try:
-        module.no_log_values.update(environment_values(decode_json_output(exc.stdout).data))
+        remember(module, environment_values(decode_json_output(exc.stdout).data))
     except TelepresenceError:
         if not exc.timed_out:  # the timeout message quotes no output and says more than "not JSON"
             exc.msg = not_json_message(args, exc.rc, exc.stderr)
@@ -574,7 +577,7 @@ def create(module, runner, caps, params, target, headers):
         result = runner.run(args, check=False)
         detailed = decode_secret_output(module, runner, result, params["name"])
         for path in env_files.written().values():
-            module.no_log_values.update(env_file_values(path))
+            remember(module, env_file_values(path))
         try:
             missing = env_files.commit(*params["env_file_owner"])
         except (FileRefused, OSError) as exc:
@@ -593,7 +596,7 @@ def decode_secret_output(module, runner, result, name):
     except TelepresenceError:
         payload = None
     data = payload.data if payload is not None else None
-    module.no_log_values.update(environment_values(data))
+    remember(module, environment_values(data))
     if payload is not None and not payload.error and result.rc == 0:
         return data if isinstance(data, dict) else {}
     if payload is None:
@@ -827,10 +830,13 @@ def main():
         else:
             absent(module, runner, result)
     except (TelepresenceError, KubeError, PreflightError, Refused) as exc:
+        # The argv and parameters are what this module composed; the error's message and output are the CLI's.
+        protect(module, runner.commands, params, result)
         fail_with(module, exc, commands=runner.commands, action=result["action"], connection=result["connection"])
     diff = result.pop("diff", None)
     if module._diff:
         result["diff"] = diff
+    protect(module, runner.commands, params, result)
     module.exit_json(commands=runner.commands, **result)
 
 

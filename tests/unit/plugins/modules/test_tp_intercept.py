@@ -1009,3 +1009,39 @@ def test_bad_input_fails_naming_the_option_without_any_call(run, args, option):
 def test_absent_needs_no_port(run):
     done = run({"state": "absent"}, ok(STATUS, not_running()))
     assert done.result["changed"] is False
+
+
+# --- censoring (issue 13: one policy with tp_info, in censor.py) ---------------------------------------------------
+
+COMMON_VALUES = {"API_TOKEN": SECRET, "MOUNT": "false", "USER": "root", "STATE": "ACTIVE", "HOME": "/root",
+                 "TELEPRESENCE_CONTAINER": "fresh-app"}
+
+
+def test_common_env_values_do_not_garble_argv_client_or_disposition(run, binary):
+    done = run(PRESENT,
+               ok(STATUS, not_running()),
+               version("2.24"),
+               ok(STATUS, not_running()),
+               ok(CONNECT_APP),
+               ok(STATUS, connected()),
+               ok(INTERCEPT_BASE + TAIL, detailed(environment=COMMON_VALUES)),
+               ok(LIST_APP, listing("2.24", info(environment=COMMON_VALUES, client="root@host"))))
+    result = done.result
+    assert result["command"] == [binary] + INTERCEPT_BASE + TAIL and "--mount=false" in result["command"]
+    assert result["intercept"]["disposition"] == "ACTIVE" and result["intercept"]["client"] == "root@host"
+    assert "********" not in done.output and "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in done.output
+    assert SECRET not in done.output
+    assert result["intercept"]["environment_names"] == sorted(COMMON_VALUES)
+
+
+def test_secret_in_cli_error_text_is_masked_while_argv_stays_readable(run, binary):
+    with pytest.raises(Failed) as failed:
+        run(PRESENT,
+            ok(STATUS, connected()),
+            ok(LIST_APP, listing("2.24")),
+            version("2.24"),
+            fail(INTERCEPT_BASE + TAIL, err="agent said: API_TOKEN=%s is false for root\n" % SECRET,
+                 out=json.dumps({"environment": COMMON_VALUES})))
+    assert SECRET not in failed.value.output
+    assert "--mount=false" in failed.value.result["commands"][-1]
+    assert "is false for root" in failed.value.result["msg"] + failed.value.result.get("stderr", "")
