@@ -55,11 +55,11 @@ PUBLISHED_DIGESTS = {
     ("2.24.1", "linux-amd64"): "b7d2d09e30eb85ffb4f6ae0baba377dfa96c8ae028b70ae1cc8b9fdc463e78ba",
 }
 
-HEX_DIGEST_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+HEX_DIGEST_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
 # GNU coreutils: "<hex>  <name>" (text mode) or "<hex> *<name>" (binary mode).
-GNU_SUM_LINE_RE = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(\S.*)$")
+GNU_SUM_LINE_RE = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(\S.*)\Z")
 # BSD / openssl: "SHA256 (<name>) = <hex>".
-BSD_SUM_LINE_RE = re.compile(r"^SHA256\s*\((.+)\)\s*=\s*([0-9a-fA-F]{64})$", re.IGNORECASE)
+BSD_SUM_LINE_RE = re.compile(r"^SHA256\s*\((.+)\)\s*=\s*([0-9a-fA-F]{64})\Z", re.IGNORECASE)
 
 
 class BinaryError(Exception):

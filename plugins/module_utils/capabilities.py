@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-RELEASE_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-_LOOSE_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+.].*)?$")
+RELEASE_VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)\Z")
+_LOOSE_VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+.].*)?\Z")
 
 # feature -> (first version that has it, what it is). Sources: facts sheet, release notes table.
 FEATURES = {

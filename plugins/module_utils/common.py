@@ -29,7 +29,8 @@ AUTH_PROVIDER_SECRET_KEYS = ("id-token", "refresh-token", "access-token", "clien
 # Shorter values are not censored: Ansible would mask every occurrence of them in unrelated text.
 MIN_CENSORED_LENGTH = 4
 
-DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Matched with fullmatch: "$" also matches before a trailing newline, and "app\n" is no namespace.
+DNS1123_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS1123_LABEL_FORM = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
 
 
@@ -57,7 +58,7 @@ def dns1123_label_problem(value):
         return "is empty"
     if len(value) > 63:
         return "is %d characters long" % len(value)
-    if not DNS1123_LABEL_RE.match(value):
+    if not DNS1123_LABEL_RE.fullmatch(value):
         return "has characters outside [a-z0-9-] or does not start and end with one of [a-z0-9]"
     return None
 
@@ -73,31 +74,70 @@ def check_dns1123_labels(module, *names):
             module.fail_json(msg="%s %r %s; it must be %s" % (name, value, problem, DNS1123_LABEL_FORM))
 
 
+def boolean_problem(name, value, form):
+    """A message when ``value`` is a boolean where a number is wanted, else None.
+
+    Ansible's ``type: int`` keeps a YAML boolean (``port: yes``) as True, which Python counts as 1 and formats
+    as ``True``: refuse it instead of running ``--port True:8080``.
+    """
+    if isinstance(value, bool):
+        return "%s must be %s, got the boolean %s; give a number" % (name, form, value)
+    return None
+
+
+def integer_form(name):
+    """The accepted form of an integer option, for messages."""
+    if name == "port" or name.endswith("_port"):
+        return "a TCP port between 1 and 65535"
+    if name == "timeout" or name.endswith("_timeout"):
+        return "a positive number of seconds"
+    return "a whole number"
+
+
+def check_integer_options(module):
+    """Fail naming the option when any ``type: int`` option of the module holds a boolean."""
+    for name, option in sorted(module.argument_spec.items()):
+        if option.get("type") == "int":
+            problem = boolean_problem(name, module.params.get(name), integer_form(name))
+            if problem:
+                module.fail_json(msg=problem)
+
+
 def check_positive(module, *names):
-    """Fail naming the option when a number option is zero or negative."""
+    """Fail naming the option when a number option is a boolean, zero or negative."""
     for name in names:
         value = module.params.get(name)
+        problem = boolean_problem(name, value, "a positive number of seconds")
+        if problem:
+            module.fail_json(msg=problem)
         if value is not None and value <= 0:
             module.fail_json(msg="%s must be a positive number of seconds, got %s" % (name, value))
 
 
 def check_non_negative(module, *names):
-    """Fail naming the option when a count option is negative."""
+    """Fail naming the option when a count option is a boolean or negative."""
     for name in names:
         value = module.params.get(name)
+        problem = boolean_problem(name, value, "a whole number, 0 or more")
+        if problem:
+            module.fail_json(msg=problem)
         if value is not None and value < 0:
             module.fail_json(msg="%s must be 0 or more, got %s" % (name, value))
 
 
 def check_port(module, name, value=None):
-    """Fail naming the option when a TCP port is outside 1-65535."""
+    """Fail naming the option when a TCP port is a boolean or outside 1-65535."""
     value = module.params.get(name) if value is None else value
+    problem = boolean_problem(name, value, "a TCP port between 1 and 65535")
+    if problem:
+        module.fail_json(msg=problem)
     if value is not None and not 1 <= int(value) <= 65535:
         module.fail_json(msg="%s must be a TCP port between 1 and 65535, got %s" % (name, value))
 
 
 def check_common(module):
-    """Validate the common options every module has."""
+    """Validate the common options every module has, and refuse booleans in every integer option."""
+    check_integer_options(module)
     check_positive(module, "timeout")
     check_dns1123_labels(module, "manager_namespace")
 

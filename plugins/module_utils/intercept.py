@@ -13,25 +13,23 @@ import re
 import shutil
 import socket
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import could_be_secret
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import command_name, failure_message
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import TaskError
+from ansible_collections.devloop.telepresence.plugins.module_utils.files import read_nofollow, write_private
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import (normalize_intercept,
                                                                                   port_identifier_base, raw_intercepts)
 from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
-# or doubled '-'.
-PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9]|-(?!-))*$")
-HTTP_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+=.*$")
+# or doubled '-'. Every pattern here is used with fullmatch: "$" would accept a trailing newline.
+PORT_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9]|-(?!-))*")
+PORT_NUMBER_RE = re.compile(r"[0-9]{1,5}")
+HTTP_HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+=[^\r\n]*")
 # Variables the client adds to every intercept's environment itself (facts sheet section 12): not secrets.
 CLIENT_VARIABLES = frozenset(("TELEPRESENCE_ROOT", "TELEPRESENCE_MOUNTS", "TELEPRESENCE_CONTAINER",
                               "TELEPRESENCE_INTERCEPT_ID"))
-# Ansible masks a no_log value wherever it appears, also inside other strings and numbers: registering "tcp" or
-# "8080" would garble unrelated results (every pod has KUBERNETES_PORT_443_TCP_PROTO=tcp). Such values are
-# guessable, not secrets, and are never returned anyway (only names are).
-MIN_SECRET_LENGTH = 4
-PORT_LIKE_RE = re.compile(r"^\d{1,5}$")
 WITHHELD = "(withheld: this command's output can hold the workload's environment)"
 NOT_JSON_WITHHELD = "(withheld: it may hold the workload's environment)"
 # Dispositions after which waiting is pointless (facts sheet section 3).
@@ -49,9 +47,11 @@ class PreflightError(TaskError):
 def service_port_problem(value):
     """None when ``value`` names or numbers a Service port, else why it cannot."""
     text = str(value)
-    if text.isdigit():
-        return None if 1 <= int(text) <= 65535 else "is not a port number between 1 and 65535"
-    if len(text) > 15 or not PORT_NAME_RE.match(text) or not re.search(r"[a-z]", text) or text.endswith("-"):
+    if text.isdigit():  # also non-ASCII digits, which int() accepts but a port is not
+        if not PORT_NUMBER_RE.fullmatch(text) or not 1 <= int(text) <= 65535:
+            return "is not a port number between 1 and 65535"
+        return None
+    if len(text) > 15 or not PORT_NAME_RE.fullmatch(text) or not re.search(r"[a-z]", text) or text.endswith("-"):
         return ("is neither a port number (1-65535) nor a Kubernetes port name (at most 15 lowercase letters, "
                 "digits and single '-', with at least one letter)")
     return None
@@ -68,7 +68,7 @@ def header_list(value):
     else:
         raise ValueError("must be a dict of header names to values or a list of name=value strings, got %r" % (value,))
     for item in items:
-        if not HTTP_HEADER_RE.match(item):
+        if not HTTP_HEADER_RE.fullmatch(item):
             raise ValueError("entry %r is not name=value with an HTTP header name" % item)
     return items
 
@@ -298,11 +298,11 @@ def environment_values(data):
 
 
 def secret_values(environment):
-    """The values of an environment mapping worth masking (see MIN_SECRET_LENGTH)."""
+    """The values of an environment mapping worth masking (censor.could_be_secret)."""
     found = []
     for name, value in environment.items():
         text = "" if value is None else str(value)
-        if name in CLIENT_VARIABLES or len(text) < MIN_SECRET_LENGTH or PORT_LIKE_RE.match(text):
+        if name in CLIENT_VARIABLES or not could_be_secret(text):
             continue
         found.append(text)
     return found
@@ -410,9 +410,10 @@ def mount_of(raw, detailed):
 # ---------------------------------------------------------------------------------------------------------------
 
 class EnvFiles:
-    """Env files the CLI writes into private temporary directories, moved into place whole and 0600.
+    """Env files the CLI writes into private temporary directories, copied into place whole, 0600 and owned by
+    the user they are for (files.write_private).
 
-    Use as a context manager: ``temp_path(option)`` gives the path to pass to the CLI, ``commit()`` moves
+    Use as a context manager: ``temp_path(option)`` gives the path to pass to the CLI, ``commit()`` copies
     every written file to its destination, and leaving the block removes the temporary directories, so a
     failed intercept leaves neither a partial file nor a temporary one.
     """
@@ -436,15 +437,15 @@ class EnvFiles:
     def written(self):
         return {option: path for option, path in self._temp.items() if os.path.isfile(path)}
 
-    def commit(self):
-        """Move the written files into place (0600); return the options whose file the CLI did not write."""
+    def commit(self, uid, gid):
+        """Copy the written files into place, 0600 and owned by ``uid``:``gid`` (see files.write_private); return
+        the options whose file the CLI did not write. Raises FileRefused when a destination became another's."""
         missing = []
         for option, path in self._temp.items():
             if not os.path.isfile(path):
                 missing.append(option)
                 continue
-            os.chmod(path, 0o600)
-            os.replace(path, self.destinations[option])
+            write_private(self.destinations[option], read_nofollow(path), uid, gid)
         return missing
 
     def __exit__(self, *exc_info):

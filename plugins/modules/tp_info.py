@@ -57,9 +57,12 @@ options:
 requirements:
   - The C(kubernetes) Python library on the host that runs the task, only for O(gather=manager) (C(pip install kubernetes)).
 notes:
-  - Environment variable values of intercepts are cluster secrets; only their names are returned. The values are also
-    added to the values Ansible masks in its output and logs, except values the result shows anyway (such as the
-    workload name in E(TELEPRESENCE_CONTAINER)), which masking would only garble.
+  - Environment variable values of intercepts are cluster secrets; only their names are returned. Before the module
+    exits or fails, the values are added to the values Ansible masks in its output and logs, except values its own
+    argv, parameters and structured result show anyway (such as the workload name in E(TELEPRESENCE_CONTAINER)) and
+    common words and numbers (V(false), port-like numbers, values shorter than 4 characters), which masking would
+    only garble. The CLI's own error text never counts as shown. M(devloop.telepresence.tp_intercept) follows the
+    same policy.
 seealso:
   - module: devloop.telepresence.tp_connection
   - module: devloop.telepresence.tp_intercept
@@ -388,6 +391,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import protect, remember
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import (
     argument_spec,
@@ -427,11 +431,11 @@ def validate(module):
 
 
 class ListReader:
-    """Runs ``list`` at most once per argv, and remembers the environment values it saw (to mask them)."""
+    """Runs ``list`` at most once per argv, and remembers the environment values it saw (censor.remember)."""
 
-    def __init__(self, runner):
+    def __init__(self, module, runner):
+        self.module = module
         self.runner = runner
-        self.environment_values = set()
         self._cache = {}
 
     def read(self, namespace=None, intercepts_only=False):
@@ -443,7 +447,7 @@ class ListReader:
         key = tuple(args)
         if key not in self._cache:
             data = workloads_from_list(self.runner.run_json(args))
-            self.environment_values.update(environment_values(data))
+            remember(self.module, environment_values(data))
             self._cache[key] = data
         return self._cache[key]
 
@@ -456,32 +460,6 @@ def environment_values(workloads):
                 for value in environment.values():
                     if value not in (None, ""):
                         yield str(value)
-
-
-def mask_environment(module, values, *returned):
-    """Add the intercepts' environment values to no_log_values, except those that appear in what is returned.
-
-    No value is ever returned on purpose, but Ansible masks no_log values inside every returned string, and
-    workload environments also hold names the result legitimately shows (TELEPRESENCE_CONTAINER is the
-    workload, TELEPRESENCE_INTERCEPT_ID the intercept id, PORT=8080 the port): masking those would garble the
-    result and protect nothing, since they are shown anyway.
-    """
-    shown = list(strings_in(returned))
-    for value in values:
-        if not any(value in text for text in shown):
-            module.no_log_values.add(value)
-
-
-def strings_in(data):
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield str(key)
-            yield from strings_in(value)
-    elif isinstance(data, (list, tuple, set)):
-        for item in data:
-            yield from strings_in(item)
-    elif data is not None:
-        yield str(data)
 
 
 def intercept_infos(workload):
@@ -577,14 +555,14 @@ def main():
     protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     validate(module)
     runner = TelepresenceCli.from_params(module)
-    lists = ListReader(runner)
+    lists = ListReader(module, runner)
     try:
         info = gather(module, runner, lists)
     except (TelepresenceError, KubeError) as exc:
-        mask_environment(module, lists.environment_values, str(exc), runner.commands, module.params)
+        protect(module, runner.commands, module.params)  # the error's text is the CLI's: never proof of public
         fail_with(module, exc, commands=runner.commands)
     else:
-        mask_environment(module, lists.environment_values, info, runner.commands, module.params)
+        protect(module, runner.commands, module.params, info)
         module.exit_json(changed=False, command=None, commands=runner.commands,
                          ansible_facts={"telepresence": info}, **info)
 

@@ -79,7 +79,12 @@ options:
   env_file:
     description:
       - Absolute path of a file that receives the workload's environment (C(--env-file), docker syntax).
-      - Written with mode C(0600), and only as a whole file (moved into place after the intercept succeeded).
+      - Written with mode C(0600) from creation, and only as a whole file (a temporary file next to it, created
+        exclusively without following symbolic links, renamed into place after the intercept succeeded).
+      - Owned by O(owner); without it, under C(become) (running as root with C(SUDO_UID) set) by the user who
+        invoked sudo, else by the user the module runs as.
+      - If the path exists and is a symbolic link, not a regular file, or a file of another user, the module fails
+        naming the path and its owner before it changes anything; the file is never replaced or followed.
       - Written when the intercept is created; a missing file makes the module create the intercept again.
     type: path
     version_added: 0.1.0
@@ -88,6 +93,12 @@ options:
       - Absolute path of a file that receives the workload's environment as a JSON object (C(--env-json)).
       - Same handling as O(env_file).
     type: path
+    version_added: 0.1.0
+  owner:
+    description:
+      - User (name or uid) who owns O(env_file) and O(env_json). Changing the owner needs root (C(become)).
+      - Default, the user who invoked sudo under C(become) (C(SUDO_UID)/C(SUDO_GID)), else the user the module runs as.
+    type: str
     version_added: 0.1.0
   mount:
     description:
@@ -150,10 +161,12 @@ options:
     default: present
     version_added: 0.1.0
 notes:
-  - The environment variable values of the workload are cluster secrets. The module registers them as no-log values
-    as soon as it reads them, returns only their names, and never returns the raw output of C(intercept) or C(list).
-    Values shorter than 4 characters and port-like numbers are not masked in other output (they are not secrets and
-    masking them would garble unrelated values such as port numbers); they are never returned either.
+  - The environment variable values of the workload are cluster secrets. The module returns only their names and
+    never the raw output of C(intercept) or C(list). Before it exits or fails it registers the values as no-log values
+    (Ansible then masks them in messages, warnings and logs), except values its own argv, parameters and structured
+    result fields show anyway and common words and numbers (V(false), V(true), port-like numbers, values shorter than
+    4 characters), so C(--mount=false), the client and the disposition stay readable. M(devloop.telepresence.tp_info)
+    follows the same policy.
   - A mapping is the workload, namespace, service port and local port. Changing only O(http_headers), O(mount) or the
     env file options does not re-create an existing active intercept.
   - On clients older than 2.28, reconnecting to another namespace ends the session's other intercepts; the module
@@ -333,6 +346,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import LEAVE_NOT_FOUND_RE
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import protect, remember
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
     TelepresenceCli,
     TelepresenceError,
@@ -353,6 +367,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     differences,
     ensure_connected,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, target_owner, target_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
     FAILED_DISPOSITIONS,
     WITHHELD,
@@ -390,6 +405,7 @@ def module_spec():
         service_port=dict(type="str", default="http"),
         env_file=dict(type="path"),
         env_json=dict(type="path"),
+        owner=dict(type="str"),
         mount=dict(type="bool", default=False),
         http_headers=dict(type="raw"),
         preview_url=dict(type="bool", default=False),
@@ -425,10 +441,26 @@ def validate(module):
     if params["env_file"] and params["env_json"] and params["env_file"] == params["env_json"]:
         module.fail_json(msg="env_file and env_json name the same file %s; give them different paths"
                          % params["env_file"])
+    check_env_file_targets(module)
     try:
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_env_file_targets(module):
+    """Pre-flight of the env files: a path another user planted (a file or a link) fails the task before the
+    intercept is made, naming the path and its owner. Sets ``env_file_owner`` to the ``(uid, gid)`` they are for."""
+    params = module.params
+    try:
+        params["env_file_owner"] = target_owner(params["owner"])
+    except FileRefused as exc:
+        module.fail_json(msg=exc.msg)
+    for option in ("env_file", "env_json"):
+        if params[option]:
+            problem = target_problem(params[option], params["env_file_owner"][0])
+            if problem:
+                module.fail_json(msg="%s %s" % (option, problem))
 
 
 class Refused(TaskError):
@@ -458,7 +490,7 @@ def run_listing(module, runner, namespace):
         data = runner.run_json(args)
     except TelepresenceError as exc:
         raise scrubbed(module, exc, args)
-    module.no_log_values.update(environment_values(data))
+    remember(module, environment_values(data))
     return data
 
 
@@ -469,7 +501,7 @@ def scrubbed(module, exc, args):
     not even in the message. The raw stdout is withheld in both cases.
     """
     try:
-        module.no_log_values.update(environment_values(decode_json_output(exc.stdout).data))
+        remember(module, environment_values(decode_json_output(exc.stdout).data))
     except TelepresenceError:
         if not exc.timed_out:  # the timeout message quotes no output and says more than "not JSON"
             exc.msg = not_json_message(args, exc.rc, exc.stderr)
@@ -549,8 +581,13 @@ def create(module, runner, caps, params, target, headers):
         result = runner.run(args, check=False)
         detailed = decode_secret_output(module, runner, result, params["name"])
         for path in env_files.written().values():
-            module.no_log_values.update(env_file_values(path))
-        missing = env_files.commit()
+            remember(module, env_file_values(path))
+        try:
+            missing = env_files.commit(*params["env_file_owner"])
+        except (FileRefused, OSError) as exc:
+            raise Refused("intercept %s was created, but its env file could not be written: %s. The intercept was "
+                          "left in place; fix the path and run again (the missing file makes the task create the "
+                          "intercept again)" % (params["name"], getattr(exc, "msg", None) or exc))
     for option in missing:
         module.warn("telepresence intercept did not write %s (%s)" % (option, params[option]))
     return result.argv, detailed
@@ -563,7 +600,7 @@ def decode_secret_output(module, runner, result, name):
     except TelepresenceError:
         payload = None
     data = payload.data if payload is not None else None
-    module.no_log_values.update(environment_values(data))
+    remember(module, environment_values(data))
     if payload is not None and not payload.error and result.rc == 0:
         return data if isinstance(data, dict) else {}
     if payload is None:
@@ -800,10 +837,13 @@ def main():
         else:
             absent(module, runner, result)
     except (TelepresenceError, KubeError, PreflightError, Refused) as exc:
+        # The argv and parameters are what this module composed; the error's message and output are the CLI's.
+        protect(module, runner.commands, params, result)
         fail_with(module, exc, commands=runner.commands, action=result["action"], connection=result["connection"])
     diff = result.pop("diff", None)
     if module._diff:
         result["diff"] = diff
+    protect(module, runner.commands, params, result)
     module.exit_json(commands=runner.commands, **result)
 
 

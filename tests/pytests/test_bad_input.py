@@ -23,7 +23,7 @@ from tp_harness import calls_during, collections_path, mutating, runner, sandbox
 class Case:
     """One malformed input: a module task (``module`` + ``args``) or a role (``role`` + ``role_vars``)."""
 
-    def __init__(self, ident, module=None, args=None, role=None, role_vars=None, expect=()):
+    def __init__(self, ident, module=None, args=None, role=None, role_vars=None, expect=(), no_calls=False):
         self.ident = ident
         self.module = module
         self.args = args or {}
@@ -31,6 +31,8 @@ class Case:
         self.role_vars = role_vars or {}
         # Regular expressions the failure message must all match: the option's name and the accepted form.
         self.expect = expect
+        # Fails in validation: no Telepresence CLI call at all while it runs, not even a reading one.
+        self.no_calls = no_calls
 
     def __repr__(self):
         return self.ident
@@ -141,6 +143,20 @@ def cases(scratch, binary, kubeconfig):
              expect=["verify_local", form_choice]),
         Case("intercept manager namespace bad", "tp_intercept", dict(icpt, manager_namespace="Amb"),
              expect=["manager_namespace", form_dns]),
+        Case("intercept namespace trailing newline", "tp_intercept", dict(icpt, namespace="app\n"),
+             expect=["namespace", form_dns], no_calls=True),
+        Case("intercept name trailing newline", "tp_intercept", dict(icpt, name="fresh-app\n"),
+             expect=["name", form_dns], no_calls=True),
+        Case("intercept port boolean", "tp_intercept", dict(icpt, port=True),
+             expect=["port", form_port, "boolean"], no_calls=True),
+        Case("intercept wait_timeout boolean", "tp_intercept", dict(icpt, wait_timeout=True),
+             expect=["wait_timeout", "positive", "boolean"], no_calls=True),
+        Case("manager namespace trailing newline", "tp_manager", dict(mgr, manager_namespace="ambassador\n"),
+             expect=["manager_namespace", form_dns], no_calls=True),
+        Case("manager timeout boolean", "tp_manager", dict(mgr, timeout=True),
+             expect=["timeout", "positive", "boolean"], no_calls=True),
+        Case("binary retries boolean", "tp_binary", dict(tpb, retries=True),
+             expect=["retries", "0 or more", "boolean"], no_calls=True),
         # --- tp_connection ------------------------------------------------------------------------------------
         Case("connection namespace blank", "tp_connection", dict(conn, namespace="bad ns"),
              expect=["namespace", form_dns]),
@@ -154,6 +170,10 @@ def cases(scratch, binary, kubeconfig):
         Case("connection timeout zero", "tp_connection", dict(conn, timeout=0), expect=["timeout", "positive"]),
         Case("connection binary missing", "tp_connection", dict(conn, binary_path=os.path.join(scratch, "nope")),
              expect=["binary_path", "not an executable file"]),
+        Case("connection namespace trailing newline", "tp_connection", dict(conn, namespace="app\n"),
+             expect=["namespace", form_dns], no_calls=True),
+        Case("connection timeout boolean", "tp_connection", dict(conn, timeout=True),
+             expect=["timeout", "positive", "boolean"], no_calls=True),
         # --- tp_info ------------------------------------------------------------------------------------------
         Case("info gather unknown", "tp_info", dict(common, gather=["everything"]), expect=["gather", form_choice]),
         Case("info gather empty", "tp_info", dict(common, gather=[]), expect=["gather", "at least one"]),
@@ -185,6 +205,17 @@ def cases(scratch, binary, kubeconfig):
              role_vars=dict(telepresence_local_port=0, telepresence_binary_path=binary,
                             telepresence_intercept_verify_local="off"),
              expect=["port", form_port]),
+        Case("role intercept port boolean", role="telepresence_intercept",
+             role_vars=dict(telepresence_local_port=True, telepresence_binary_path=binary,
+                            telepresence_intercept_verify_local="off"),
+             expect=["telepresence_local_port", "whole number", "boolean"], no_calls=True),
+        Case("role intercept namespace trailing newline", role="telepresence_intercept",
+             role_vars=dict(telepresence_namespace="app\n", telepresence_binary_path=binary,
+                            telepresence_intercept_verify_local="off"),
+             expect=["telepresence_namespace", form_dns], no_calls=True),
+        Case("role connection timeout boolean", role="telepresence_connection",
+             role_vars=dict(telepresence_timeout=True, telepresence_binary_path=binary),
+             expect=["telepresence_timeout", "whole number", "boolean"], no_calls=True),
         Case("role intercept state unknown", role="telepresence_intercept",
              role_vars=dict(telepresence_intercept_state="gone", telepresence_binary_path=binary),
              expect=["telepresence_intercept_state", form_choice]),
@@ -271,6 +302,8 @@ def test_case_fails_naming_the_option_and_the_accepted_form(ident, bad_input_run
     if case.role and included:
         window["start"] = included[0]["start"]
     assert mutating(calls_during(bad_input_run["calls"], window)) == [], "CLI calls that change something"
+    if case.no_calls:
+        assert calls_during(bad_input_run["calls"], window) == [], "CLI calls before validation failed"
 
 
 def test_no_traceback_anywhere_in_the_output(bad_input_run):

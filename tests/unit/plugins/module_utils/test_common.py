@@ -24,7 +24,8 @@ def test_dns1123_ok(value):
     assert common.dns1123_label_problem(value) is None
 
 
-@pytest.mark.parametrize("value", ["", "App", "-a", "a-", "a_b", "a.b", "x" * 64, "app; rm -rf /"])
+@pytest.mark.parametrize("value", ["", "App", "-a", "a-", "a_b", "a.b", "x" * 64, "app; rm -rf /", "app\n",
+                                   "ambassador\n", "\napp", None, True])
 def test_dns1123_bad(value):
     assert common.dns1123_label_problem(value)
 
@@ -113,3 +114,26 @@ def test_check_non_negative():
     common.check_non_negative(FakeModule(retries=0), "retries")
     with pytest.raises(Failed, match="retries must be 0 or more, got -2"):
         common.check_non_negative(FakeModule(retries=-2), "retries")
+
+
+@pytest.mark.parametrize("check,name", [(common.check_port, "port"), (common.check_positive, "timeout"),
+                                        (common.check_non_negative, "retries")])
+@pytest.mark.parametrize("value", [True, False])
+def test_number_checks_refuse_booleans(check, name, value):
+    with pytest.raises(Failed) as info:
+        check(FakeModule(**{name: value}), name)
+    msg = info.value.args[0]["msg"]
+    assert msg.startswith("%s must be " % name) and "got the boolean %s; give a number" % value in msg
+
+
+class SpecModule(FakeModule):
+    def __init__(self, spec, **params):
+        super().__init__(**params)
+        self.argument_spec = spec
+
+
+def test_check_integer_options_refuses_booleans_in_every_int_option():
+    spec = dict(port=dict(type="int"), mount=dict(type="bool"), name=dict(type="str"))
+    common.check_integer_options(SpecModule(spec, port=8000, mount=True, name="True"))
+    with pytest.raises(Failed, match="port must be a TCP port between 1 and 65535, got the boolean True"):
+        common.check_integer_options(SpecModule(spec, port=True, mount=True, name="x"))

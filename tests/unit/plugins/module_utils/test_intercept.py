@@ -180,7 +180,8 @@ def test_good_service_ports(value):
     assert service_port_problem(value) is None
 
 
-@pytest.mark.parametrize("value", ["0", "70000", "HTTP", "http!", "-http", "http-", "a--b", "a" * 16, "", "123-"])
+@pytest.mark.parametrize("value", ["0", "70000", "HTTP", "http!", "-http", "http-", "a--b", "a" * 16, "", "123-",
+                                   "http\n", "80\n", "\u0668\u0660", "000080"])
 def test_bad_service_ports(value):
     assert service_port_problem(value)
 
@@ -193,6 +194,9 @@ def test_header_list_forms():
         header_list(["novalue"])
     with pytest.raises(ValueError, match="must be a dict"):
         header_list(42)
+    for smuggled in (["x-dev=me\n"], ["x-dev=me\r\nx-evil: 1"], {"x-dev": "a\nb"}):
+        with pytest.raises(ValueError, match="not name=value"):
+            header_list(smuggled)
 
 
 def test_env_path_problems(tmp_path):
@@ -328,7 +332,7 @@ def test_env_files_written_whole_and_private(tmp_path):
         with open(temp, "w") as handle:
             handle.write("A=secret\n")
         assert not destination.exists()
-        assert files.commit() == []
+        assert files.commit(os.geteuid(), os.getegid()) == []
     assert destination.read_text() == "A=secret\n"
     assert stat.S_IMODE(destination.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == [".env"]
@@ -347,7 +351,7 @@ def test_env_files_nothing_left_on_failure(tmp_path):
 def test_env_files_report_what_the_cli_did_not_write(tmp_path):
     with EnvFiles({"env_json": str(tmp_path / "env.json")}) as files:
         assert files.written() == {}
-        assert files.commit() == ["env_json"]
+        assert files.commit(os.geteuid(), os.getegid()) == ["env_json"]
     assert os.listdir(tmp_path) == []
 
 

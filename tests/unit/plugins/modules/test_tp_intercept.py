@@ -985,6 +985,18 @@ def test_local_port_listening_really_probes():
     ({"port": 8000, "verify_local": "maybe"}, "verify_local"),
     ({"port": 8000, "state": "gone"}, "state"),
     ({"port": 8000, "manager_namespace": "Amb"}, "manager_namespace 'Amb'"),
+    # "$" matches before a trailing newline: a "|" block scalar must not pass as a name (issue 13).
+    ({"port": 8000, "namespace": "app\n"}, "namespace 'app\\n'"),
+    ({"port": 8000, "name": "fresh-app\n"}, "name 'fresh-app\\n'"),
+    ({"port": 8000, "workload": "fresh-app\n"}, "workload 'fresh-app\\n'"),
+    ({"port": 8000, "manager_namespace": "ambassador\n"}, "manager_namespace 'ambassador\\n'"),
+    ({"port": 8000, "service_port": "http\n"}, "service_port 'http\\n' is neither"),
+    ({"port": 8000, "service_port": "\u0668\u0660"}, "is not a port number between 1 and 65535"),
+    ({"port": 8000, "http_headers": ["x-dev=me\nx-evil=1"]}, "http_headers entry"),
+    # Ansible's type int keeps a YAML boolean; port: yes once ran --port True:8080.
+    ({"port": True}, "port must be a TCP port between 1 and 65535, got the boolean True"),
+    ({"port": 8000, "wait_timeout": True}, "wait_timeout must be a positive number of seconds, got the boolean"),
+    ({"port": 8000, "timeout": False}, "timeout must be a positive number of seconds, got the boolean False"),
 ])
 def test_bad_input_fails_naming_the_option_without_any_call(run, args, option):
     with pytest.raises(Failed) as failed:
@@ -1031,3 +1043,39 @@ def test_status_after_quit_present_connects_first(run, binary, shape):
                ok(INTERCEPT_BASE + TAIL, detailed()),
                ok(LIST_APP, listing("2.24", info())))
     assert (done.result["changed"], done.result["action"], done.result["connection"]) == (True, "created", "connected")
+
+
+# --- censoring (issue 13: one policy with tp_info, in censor.py) ---------------------------------------------------
+
+COMMON_VALUES = {"API_TOKEN": SECRET, "MOUNT": "false", "USER": "root", "STATE": "ACTIVE", "HOME": "/root",
+                 "TELEPRESENCE_CONTAINER": "fresh-app"}
+
+
+def test_common_env_values_do_not_garble_argv_client_or_disposition(run, binary):
+    done = run(PRESENT,
+               ok(STATUS, not_running()),
+               version("2.24"),
+               ok(STATUS, not_running()),
+               ok(CONNECT_APP),
+               ok(STATUS, connected()),
+               ok(INTERCEPT_BASE + TAIL, detailed(environment=COMMON_VALUES)),
+               ok(LIST_APP, listing("2.24", info(environment=COMMON_VALUES, client="root@host"))))
+    result = done.result
+    assert result["command"] == [binary] + INTERCEPT_BASE + TAIL and "--mount=false" in result["command"]
+    assert result["intercept"]["disposition"] == "ACTIVE" and result["intercept"]["client"] == "root@host"
+    assert "********" not in done.output and "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in done.output
+    assert SECRET not in done.output
+    assert result["intercept"]["environment_names"] == sorted(COMMON_VALUES)
+
+
+def test_secret_in_cli_error_text_is_masked_while_argv_stays_readable(run, binary):
+    with pytest.raises(Failed) as failed:
+        run(PRESENT,
+            ok(STATUS, connected()),
+            ok(LIST_APP, listing("2.24")),
+            version("2.24"),
+            fail(INTERCEPT_BASE + TAIL, err="agent said: API_TOKEN=%s is false for root\n" % SECRET,
+                 out=json.dumps({"environment": COMMON_VALUES})))
+    assert SECRET not in failed.value.output
+    assert "--mount=false" in failed.value.result["commands"][-1]
+    assert "is false for root" in failed.value.result["msg"] + failed.value.result.get("stderr", "")
