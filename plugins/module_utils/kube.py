@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import re
+import sys
 import time
 from urllib.parse import quote, urlencode
 
@@ -83,7 +84,8 @@ def _kubernetes():
         from kubernetes.config import kube_config  # pylint: disable=import-outside-toplevel
         from kubernetes.client import api_client, configuration  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise KubeError(missing_required_lib("kubernetes") + " (pip install kubernetes on the host that runs the task)")
+        raise KubeError(missing_required_lib("kubernetes") + " (for the Python that runs this task: %s -m pip install "
+                        "kubernetes)" % sys.executable)
     _freeze_gc_at_exit()
     _bound_exec_plugins(kube_config)
     return config, api_client.ApiClient, configuration.Configuration

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from ansible_collections.devloop.telepresence.plugins.module_utils import kube as kube_module
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError, KubeNotFound
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -207,3 +208,18 @@ def test_reading_builds_no_generated_models(tmp_path):
     assert seen["extra"] == []
     if int(seen["version"].split(".")[0]) >= 37:
         assert seen["base"] == 0
+
+
+def test_missing_library_names_the_interpreter_to_install_it_for(monkeypatch):
+    import builtins
+    import sys
+    real_import = builtins.__import__
+
+    def no_kubernetes(name, *args, **kwargs):
+        if name == "kubernetes" or name.startswith("kubernetes."):
+            raise ImportError("No module named %r" % name)
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_kubernetes)
+    with pytest.raises(KubeError) as info:
+        kube_module._kubernetes()
+    assert "%s -m pip install kubernetes" % sys.executable in str(info.value)
