@@ -56,12 +56,10 @@ def strings_in(data):
             if key in FREE_TEXT_KEYS:
                 continue
             yield str(key)
-            for text in strings_in(value):
-                yield text
+            yield from strings_in(value)
     elif isinstance(data, (list, tuple, set, frozenset)):
         for item in data:
-            for text in strings_in(item):
-                yield text
+            yield from strings_in(item)
     elif data is not None:
         yield str(data)
 

@@ -96,8 +96,8 @@ def write_private(path, data, uid, gid):
     temp = None
     fd = None
     for attempt in range(100):
-        candidate = os.path.join(directory, "%s%d-%d-%s" % (TEMP_PREFIX, os.getpid(), attempt,
-                                                             os.urandom(4).hex()))
+        name = "%s%d-%d-%s" % (TEMP_PREFIX, os.getpid(), attempt, os.urandom(4).hex())
+        candidate = os.path.join(directory, name)
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:

@@ -42,7 +42,7 @@ def connected_tasks(binary):
 
 def cleanup_tasks(binary):
     return [{"name": "leave", "devloop.telepresence.tp_intercept": dict(
-                binary_path=binary, name="secret-app", namespace="app", state="absent")},
+             binary_path=binary, name="secret-app", namespace="app", state="absent")},
             {"name": "quit", "devloop.telepresence.tp_connection": dict(binary_path=binary, state="stopped")}]
 
 
