@@ -74,3 +74,57 @@ def hidden_values(values, *shown):
 def protect(module, *shown):
     """Register the remembered values Ansible must mask in the result, warnings and logs; call right before exit."""
     module.no_log_values.update(hidden_values(remembered(module), *shown))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helm values (tp_manager values_no_log)
+# ---------------------------------------------------------------------------------------------------------------
+
+HIDDEN = "(hidden: values_no_log)"
+HIDDEN_OLD = "(hidden, differs: old value)"
+HIDDEN_NEW = "(hidden, differs: new value)"
+
+
+def differing_paths(left, right, prefix=()):
+    """Key paths (tuples) of the leaves that differ between two nested values."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        paths = set()
+        for key in set(left) | set(right):
+            if key not in left or key not in right:
+                paths.add(prefix + (key,))
+            else:
+                paths |= differing_paths(left[key], right[key], prefix + (key,))
+        return paths
+    return set() if left == right else {prefix}
+
+
+def masked(value, differing, label, prefix=()):
+    """``value`` with every leaf replaced by a placeholder; leaves under a differing path say so."""
+    if isinstance(value, dict):
+        return {key: masked(item, differing, label, prefix + (key,)) for key, item in value.items()}
+    if value is None and not prefix:
+        return None
+    return label if any(prefix[:len(path)] == path for path in differing) else HIDDEN
+
+
+def hide_diff_values(diff):
+    """The diff with its ``values`` masked on both sides; the keys that differ stay visible as differing lines."""
+    if not isinstance(diff, dict):
+        return diff
+    before = (diff.get("before") or {}).get("values")
+    after = (diff.get("after") or {}).get("values")
+    differing = differing_paths(before if before is not None else {}, after if after is not None else {})
+    hidden = dict(diff)
+    for side, value, label in (("before", before, HIDDEN_OLD), ("after", after, HIDDEN_NEW)):
+        if isinstance(diff.get(side), dict):
+            hidden[side] = dict(diff[side], values=masked(value, differing, label))
+    return hidden
+
+
+def hidden_invocation(params, *names):
+    """``invocation`` for exit_json/fail_json with the options ``names`` masked (key paths kept)."""
+    args = dict(params)
+    for name in names:
+        if args.get(name) is not None:
+            args[name] = masked(args[name], set(), HIDDEN)
+    return {"module_args": args}

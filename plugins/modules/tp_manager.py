@@ -90,7 +90,20 @@ options:
         warns that it never causes an upgrade.
       - C(image.tag) here is the tag of the chart's manager image, not the manager version; whether the CLI keeps it
         or replaces it with its own depends on the client. Choose the manager version with O(version).
+      - Values can hold secrets (licence keys, tokens); see O(values_no_log).
     type: raw
+    version_added: 0.1.0
+  values_no_log:
+    description:
+      - Keep chart values out of the result, C(--diff) output and the controller's logs.
+      - V(true) replaces every value, in the C(values) of the diff (the release's and the wanted ones) and in the
+        module's C(invocation), by a placeholder and keeps the keys, so the diff still shows which keys differ (their
+        lines say C(differs)); C(drift) names the differing keys as it always does.
+      - The managed host's own syslog entry of the invocation is written by Ansible before the module runs; set
+        C(no_target_syslog) to keep it out of syslog.
+      - V(false) shows the values as they are.
+    type: bool
+    default: true
     version_added: 0.1.0
   create_namespace:
     description:
@@ -320,6 +333,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities 
     parse_version,
     version_string,
 )
+from ansible_collections.devloop.telepresence.plugins.module_utils.censor import hidden_invocation, hide_diff_values
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import (
     argument_spec,
@@ -385,6 +399,7 @@ def module_argument_spec():
         upgrade=dict(type="bool", default=True),
         allow_downgrade=dict(type="bool", default=False),
         values=dict(type="raw"),
+        values_no_log=dict(type="bool", default=True),
         create_namespace=dict(type="bool", default=True),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=120),
@@ -894,8 +909,19 @@ def main():
         if isinstance(exc, ManagerFailure):
             result.update(current_state(kube, module.params["manager_namespace"]))
         details = exc.details()
-        fail_with(module, exc, **{key: value for key, value in result.items() if key not in details})
-    module.exit_json(**result)
+        fail_with(module, exc, **dict(hidden_values_view(module, {key: value for key, value in result.items()
+                                                                  if key not in details})))
+    module.exit_json(**hidden_values_view(module, result))
+
+
+def hidden_values_view(module, result):
+    """The result with chart values masked when values_no_log (censor.hide_diff_values)."""
+    if not module.params["values_no_log"]:
+        return result
+    result = dict(result, invocation=hidden_invocation(module.params, "values"))
+    if "diff" in result:
+        result["diff"] = hide_diff_values(result["diff"])
+    return result
 
 
 if __name__ == "__main__":

@@ -490,7 +490,7 @@ def test_old_client_may_keep_an_old_manager(h):
 
 
 def test_check_mode_reports_and_runs_nothing(h):
-    result = h.ok(check=True, diff=True, values={"a": 1})
+    result = h.ok(check=True, diff=True, values={"a": 1}, values_no_log=False)
     assert h.calls == [["version"]]
     assert result["changed"] and result["action"] == "installed" and result["command"] is None
     assert not h.kube.secrets and not h.kube.workloads
@@ -500,7 +500,7 @@ def test_check_mode_reports_and_runs_nothing(h):
 
 def test_check_mode_upgrade(h):
     installed(h.kube, values={"a": 1})
-    result = h.ok(check=True, diff=True, version="2.25.0")
+    result = h.ok(check=True, diff=True, version="2.25.0", values_no_log=False)
     assert h.calls == [["version"]]       # capabilities, to know the upgrade can be done
     assert result["action"] == "upgraded" and result["changed"]
     assert result["diff"]["after"] == {"installed": True, "version": "2.25.0", "values": {"a": 1}}
@@ -518,9 +518,41 @@ def test_check_mode_uninstall(h):
 
 def test_diff_after_a_real_upgrade_shows_values_without_injected_keys(h):
     installed(h.kube)
-    result = h.ok(diff=True, version="2.24.0", values={"a": 1})
+    result = h.ok(diff=True, version="2.24.0", values={"a": 1}, values_no_log=False)
     assert result["diff"] == {"before": {"installed": True, "version": "2.24.0", "values": {}},
                               "after": {"installed": True, "version": "2.24.0", "values": {"a": 1}}}
+
+
+LICENCE = "lic-0123456789abcdef-secret"
+
+
+def test_values_no_log_masks_values_in_diff_and_invocation_but_shows_the_differing_keys(h):
+    installed(h.kube, values={"licence": {"key": "old-" + LICENCE}, "agent": {"logLevel": "debug"}})
+    result = h.ok(diff=True, version="2.24.0",
+                  values={"licence": {"key": LICENCE}, "agent": {"logLevel": "debug"}, "replicaCount": 2})
+    assert result["action"] == "upgraded"
+    assert result["diff"]["before"]["values"] == {"licence": {"key": "(hidden, differs: old value)"},
+                                                  "agent": {"logLevel": "(hidden: values_no_log)"}}
+    assert result["diff"]["after"]["values"] == {"licence": {"key": "(hidden, differs: new value)"},
+                                                 "agent": {"logLevel": "(hidden: values_no_log)"},
+                                                 "replicaCount": "(hidden, differs: new value)"}
+    assert result["invocation"]["module_args"]["values"] == {"licence": {"key": "(hidden: values_no_log)"},
+                                                             "agent": {"logLevel": "(hidden: values_no_log)"},
+                                                             "replicaCount": "(hidden: values_no_log)"}
+    assert result["drift"] == ["values differ at licence.key, replicaCount"]
+    assert LICENCE not in repr(result) and "debug" not in repr(result)
+
+
+def test_values_no_log_masks_values_on_failure_too(h):
+    result = h.fail(diff=True, version="2.24.0", values={"licence": LICENCE}, manager_namespace="ambassador",
+                    create_namespace=False)
+    assert result["invocation"]["module_args"]["values"] == {"licence": "(hidden: values_no_log)"}
+    assert LICENCE not in repr(result)
+
+
+def test_values_no_log_false_shows_values(h):
+    result = h.ok(check=True, diff=True, values={"licence": LICENCE}, values_no_log=False)
+    assert result["diff"]["after"]["values"] == {"licence": LICENCE}
 
 
 # ---------------------------------------------------------------------------------------------- absent
