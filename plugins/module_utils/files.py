@@ -7,7 +7,8 @@ user they are for, and never another user's file or a symbolic link taken over.
 The destination's directory may be shared (``/tmp``): another user can create the path first, as a file of theirs
 or as a symbolic link. :func:`target_problem` refuses both (run it before any change, as a pre-flight), and
 :func:`write_private` writes a temporary file created exclusively (``O_EXCL | O_NOFOLLOW``, mode 0600) next to the
-destination and renames it over the destination, which replaces a directory entry and never follows a link.
+destination and renames it over the destination, which replaces a directory entry and never follows a link. That
+file is named and locked the way :mod:`tempfiles` names its items, so a crash's leftover is swept by the next write.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+
+from ansible_collections.devloop.telepresence.plugins.module_utils import tempfiles
 
 TEMP_PREFIX = ".tp-private-"
 
@@ -93,19 +96,13 @@ def write_private(path, data, uid, gid):
     """
     check_target(path, uid)
     directory = os.path.dirname(os.path.abspath(path))
-    temp = None
-    fd = None
-    for attempt in range(100):
-        name = "%s%d-%d-%s" % (TEMP_PREFIX, os.getpid(), attempt, os.urandom(4).hex())
-        candidate = os.path.join(directory, name)
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            continue
-        temp = candidate
-        break
-    if temp is None:
-        raise FileRefused("cannot create a temporary file in %s next to %s" % (directory, path))
+    # The temporary file carries tempfiles' owner-lock naming: one left by a run killed before its rename is
+    # recognised (nobody holds its lock) and removed here by the next write into the same folder.
+    tempfiles.remove_leftovers(directory, TEMP_PREFIX)
+    try:
+        fd, temp = tempfiles.locked_file(TEMP_PREFIX, directory)
+    except OSError as exc:
+        raise FileRefused("cannot create a temporary file in %s next to %s: %s" % (directory, path, exc.strerror))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
@@ -117,19 +114,16 @@ def write_private(path, data, uid, gid):
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
-        os.close(fd)
-        fd = None
         check_target(path, uid)  # again: the pre-flight may be long ago
         os.replace(temp, path)  # renames over the entry; a link planted meanwhile is replaced, not followed
         temp = None
-    finally:
-        if fd is not None:
-            os.close(fd)
+    finally:  # the descriptor holds the owner lock: closed only once the file is renamed or removed
         if temp is not None:
             try:
                 os.unlink(temp)
             except OSError:
                 pass
+        os.close(fd)
 
 
 def read_nofollow(path, limit=64 * 1024 * 1024):

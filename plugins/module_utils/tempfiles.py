@@ -4,7 +4,8 @@
 """Temporary files and folders of this collection: private from creation, owned, and cleaned by the next run.
 
 Each module uses one recognisable prefix (``.tp_intercept-`` for env-file staging folders, ``tp_manager_`` for Helm
-values, ``.telepresence-`` + ``.download`` for downloads). Names are ``<prefix><pid>-<random><suffix>``. The
+values, ``.telepresence-`` + ``.download`` for downloads, ``.tp-private-`` for the file :mod:`files` renames over a
+user's file). Names are ``<prefix><pid>-<random><suffix>``. The
 creating process holds an exclusive ``flock`` on the item (a folder's ``.owner.lock``, a file itself) until it
 exits; the kernel drops that lock when the process dies, however it dies. So a later run can tell a leftover
 (nobody holds its lock) from a live run's item (the lock is held) without looking at ages: a module killed with
@@ -48,6 +49,23 @@ def private_file(prefix, suffix, parent):
     # The lock is held through a read-only descriptor: a writable one left open would make the file impossible to
     # execute (ETXTBSY), and tp_binary test-runs the download before renaming it.
     _hold(os.open(path, os.O_RDONLY))
+    return descriptor, path
+
+
+def locked_file(prefix, parent):
+    """A new file ``<parent>/<prefix><pid>-<random>``, 0600, created exclusively without following links.
+
+    Returns ``(descriptor, path)``: a writable descriptor that holds the owner lock itself, so the lock ends when the
+    caller closes it (after renaming the file away) or when the process dies. For a file that lives only until one
+    rename; :func:`private_file` is for items that keep their lock until the process exits.
+    """
+    descriptor, path = tempfile.mkstemp(prefix=_owned_prefix(prefix), dir=parent)  # O_EXCL | O_NOFOLLOW, 0600
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        os.unlink(path)
+        raise
     return descriptor, path
 
 

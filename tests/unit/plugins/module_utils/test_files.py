@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import stat
 
 import pytest
 
-from ansible_collections.devloop.telepresence.plugins.module_utils import files
+from ansible_collections.devloop.telepresence.plugins.module_utils import files, tempfiles
 
 NOBODY = pwd.getpwnam("nobody")
 ROOT = os.geteuid() == 0
@@ -91,3 +92,53 @@ def test_read_nofollow_refuses_links(tmp_path):
     assert files.read_nofollow(str(target)) == b"x"
     with pytest.raises(OSError):
         files.read_nofollow(str(tmp_path / "l"))
+
+
+def _crashed_writer_leftover(directory):
+    """A child process creates write_private's temporary file and dies before renaming it (as a killed run would)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(reader)
+        _fd, path = tempfiles.locked_file(files.TEMP_PREFIX, str(directory))
+        os.write(writer, path.encode())
+        os._exit(0)  # no cleanup: the kernel drops the lock, the file stays
+    os.close(writer)
+    path = os.read(reader, 4096).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    return path
+
+
+def test_the_temporary_file_uses_the_owner_lock_naming(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+
+    def spy(source, destination):
+        name = os.path.basename(source)
+        seen.append(name)
+        # while it exists, the running write holds its lock: a sweep by another run keeps it
+        assert tempfiles.remove_leftovers(str(tmp_path), files.TEMP_PREFIX) == []
+        real_replace(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", spy)
+    files.write_private(str(tmp_path / "app.env"), b"A=1\n", os.geteuid(), os.getegid())
+    assert len(seen) == 1 and re.fullmatch(r"\.tp-private-%d-[A-Za-z0-9_]+" % os.getpid(), seen[0])
+    assert os.listdir(tmp_path) == ["app.env"]
+
+
+def test_a_crashed_runs_temporary_file_is_swept_by_the_next_write(tmp_path):
+    leftover = _crashed_writer_leftover(tmp_path)
+    assert os.path.exists(leftover) and os.path.basename(leftover).startswith(files.TEMP_PREFIX)
+    files.write_private(str(tmp_path / "app.env"), b"A=1\n", os.geteuid(), os.getegid())
+    assert os.listdir(tmp_path) == ["app.env"]
+
+
+def test_a_live_runs_temporary_file_is_kept(tmp_path):
+    descriptor, path = tempfiles.locked_file(files.TEMP_PREFIX, str(tmp_path))
+    try:
+        files.write_private(str(tmp_path / "app.env"), b"A=1\n", os.geteuid(), os.getegid())
+        assert sorted(os.listdir(tmp_path)) == sorted(["app.env", os.path.basename(path)])
+    finally:
+        os.close(descriptor)
+        os.unlink(path)
