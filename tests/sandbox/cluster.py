@@ -40,8 +40,9 @@ async def seed_cluster(cluster: SandboxCluster, controller: WorkloadController, 
     for name in seed.NAMESPACES:
         await cluster.create_object(namespaces, None, seed.namespace_manifest(name))
     for name in seed.SEEDED_WORKLOADS:
-        await cluster.create_object(cluster.kind_of('deployments', 'apps'), seed.APP_NAMESPACE,
-                                    seed.deployment_manifest(name, secret))
+        resource = 'statefulsets' if seed.workload_kind(name) == 'StatefulSet' else 'deployments'
+        await cluster.create_object(cluster.kind_of(resource, 'apps'), seed.APP_NAMESPACE,
+                                    seed.workload_manifest(name, secret))
     for name in seed.seeded_services():
         await cluster.create_object(cluster.kind_of('services'), seed.APP_NAMESPACE, seed.service_manifest(name))
     await controller.reconcile(Knobs(ready_delay=0.0))  # seeded pods start Running

@@ -21,9 +21,21 @@ SEEDED_WORKLOADS: dict[str, list[dict[str, Any]] | None] = {
     'web-only': [_port('web', 80, 8080)],
     'no-service': None,
     'secret-app': [_port('http', 80, 8080)],
+    'stateful-app': [_port('http', 80, 8080)],
 }
+# Seeded workloads that are StatefulSets (facts sheet section 3: `list` shows StatefulSets; section 5: they are
+# interceptable); every other seeded workload is a Deployment.
+STATEFUL_WORKLOADS = frozenset({'stateful-app'})
 SECRET_WORKLOAD = 'secret-app'
 SECRET_ENV_NAME = 'API_TOKEN'
+# Beside the secret, secret-app's pod holds values that are common words and paths: the same text appears in the
+# modules' own fields (`--mount=false`, the client `root@host`, the disposition `ACTIVE`, paths under `/root`), so a
+# censoring policy that masks every environment value would garble them (issue 13).
+COMMON_ENV = (('DEBUG', 'false'), ('RUN_AS', 'root'), ('STATE', 'ACTIVE'), ('DATA_HOME', '/root'))
+
+
+def workload_kind(name: str) -> str:
+    return 'StatefulSet' if name in STATEFUL_WORKLOADS else 'Deployment'
 
 
 def seeded_services() -> dict[str, list[dict[str, Any]]]:
@@ -48,7 +60,8 @@ def _container_ports(service_ports: list[dict[str, Any]] | None) -> list[dict[st
     return result
 
 
-def deployment_manifest(name: str, secret_value: str) -> dict[str, Any]:
+def workload_manifest(name: str, secret_value: str) -> dict[str, Any]:
+    """The seeded Deployment or StatefulSet `name` (a StatefulSet names its governing Service, which is its own)."""
     labels = {'app': name}
     container: dict[str, Any] = {
         'name': name,
@@ -56,16 +69,20 @@ def deployment_manifest(name: str, secret_value: str) -> dict[str, Any]:
         'ports': _container_ports(SEEDED_WORKLOADS[name]),
     }
     if name == SECRET_WORKLOAD:
-        container['env'] = [{'name': SECRET_ENV_NAME, 'value': secret_value}]
+        container['env'] = [{'name': SECRET_ENV_NAME, 'value': secret_value}] + [
+            {'name': key, 'value': value} for key, value in COMMON_ENV]
+    spec: dict[str, Any] = {
+        'replicas': 1,
+        'selector': {'matchLabels': dict(labels)},
+        'template': {'metadata': {'labels': dict(labels)}, 'spec': {'containers': [container]}},
+    }
+    if workload_kind(name) == 'StatefulSet':
+        spec['serviceName'] = name
     return {
         'apiVersion': 'apps/v1',
-        'kind': 'Deployment',
+        'kind': workload_kind(name),
         'metadata': {'name': name, 'namespace': APP_NAMESPACE, 'labels': dict(labels)},
-        'spec': {
-            'replicas': 1,
-            'selector': {'matchLabels': dict(labels)},
-            'template': {'metadata': {'labels': dict(labels)}, 'spec': {'containers': [container]}},
-        },
+        'spec': spec,
     }
 
 

@@ -17,7 +17,8 @@ from kubernetes.client.rest import ApiException
 
 from sandbox_support import wait_until
 
-SEEDED = {'fresh-app', 'multi-port', 'numeric-port', 'web-only', 'no-service', 'secret-app'}
+SEEDED = {'fresh-app', 'multi-port', 'numeric-port', 'web-only', 'no-service', 'secret-app'}  # the Deployments
+SEEDED_APPS = SEEDED | {'stateful-app'}  # every seeded workload's pod label `app`, the StatefulSet's too
 
 
 def unique(prefix: str) -> str:
@@ -82,7 +83,7 @@ def test_seeded_workloads_services_and_running_pods(kube, sandbox):
     deployments = {d.metadata.name: d for d in kube.apps.list_namespaced_deployment('app').items}
     assert SEEDED <= set(deployments)
     services = {s.metadata.name: s for s in kube.core.list_namespaced_service('app').items}
-    assert set(services) == SEEDED - {'no-service'}
+    assert set(services) == SEEDED_APPS - {'no-service'}
     ports = {name: [(p.name, p.port, p.target_port) for p in svc.spec.ports] for name, svc in services.items()}
     assert ports['fresh-app'] == [('http', 80, 8080)]
     assert ports['multi-port'] == [('http', 80, 8080), ('grpc', 9090, 9090)]
@@ -96,11 +97,22 @@ def test_seeded_workloads_services_and_running_pods(kube, sandbox):
         assert pods[0].status.container_statuses[0].ready is True
 
 
+def test_seeded_statefulset_with_its_service_and_running_pod(kube):
+    statefulset = kube.apps.read_namespaced_stateful_set('stateful-app', 'app')
+    assert statefulset.spec.service_name == 'stateful-app' and statefulset.status.ready_replicas == 1
+    assert 'stateful-app' not in {d.metadata.name for d in kube.apps.list_namespaced_deployment('app').items}
+    service = kube.core.read_namespaced_service('stateful-app', 'app')
+    assert [(p.name, p.port, p.target_port) for p in service.spec.ports] == [('http', 80, 8080)]
+    pods = kube.core.list_namespaced_pod('app', label_selector='app=stateful-app').items
+    assert [(p.metadata.name, p.status.phase) for p in pods] == [('stateful-app-0', 'Running')]
+
+
 def test_secret_app_carries_the_sandbox_secret(kube, sandbox):
     assert sandbox['TP_SANDBOX_SECRET'].startswith('sbx-secret-')
     pod = kube.core.list_namespaced_pod('app', label_selector='app=secret-app').items[0]
     env = {e.name: e.value for e in pod.spec.containers[0].env}
-    assert env['API_TOKEN'] == sandbox['TP_SANDBOX_SECRET']
+    assert env == {'API_TOKEN': sandbox['TP_SANDBOX_SECRET'], 'DEBUG': 'false', 'RUN_AS': 'root', 'STATE': 'ACTIVE',
+                   'DATA_HOME': '/root'}
 
 
 # ---------------------------------------------------------------------- reading: selectors, lists, discovery
@@ -110,17 +122,17 @@ def test_label_selectors(kube):
         return {p.metadata.labels['app'] for p in kube.core.list_namespaced_pod('app', label_selector=selector).items}
     assert names('app=fresh-app') == {'fresh-app'}
     assert names('app in (fresh-app, web-only)') == {'fresh-app', 'web-only'}
-    assert names('app notin (fresh-app),app') == SEEDED - {'fresh-app'}
-    assert names('app!=fresh-app') == SEEDED - {'fresh-app'}
+    assert names('app notin (fresh-app),app') == SEEDED_APPS - {'fresh-app'}
+    assert names('app!=fresh-app') == SEEDED_APPS - {'fresh-app'}
     assert names('missing-label') == set()
-    assert names('!missing-label') == SEEDED
+    assert names('!missing-label') == SEEDED_APPS
 
 
 def test_field_selectors(kube):
     by_name = kube.apps.list_deployment_for_all_namespaces(field_selector='metadata.name=web-only').items
     assert [(d.metadata.namespace, d.metadata.name) for d in by_name] == [('app', 'web-only')]
     in_app = kube.core.list_pod_for_all_namespaces(field_selector='metadata.namespace=app,status.phase=Running')
-    assert len([p for p in in_app.items if p.metadata.labels.get('app') in SEEDED]) == len(SEEDED)
+    assert len([p for p in in_app.items if p.metadata.labels.get('app') in SEEDED_APPS]) == len(SEEDED_APPS)
     assert kube.core.list_pod_for_all_namespaces(field_selector='metadata.namespace=nowhere').items == []
 
 

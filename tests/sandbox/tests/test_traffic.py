@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from sandbox_support import SANDBOX
 
-SERVICES = ('fresh-app', 'multi-port', 'numeric-port', 'web-only', 'secret-app')
+SERVICES = ('fresh-app', 'multi-port', 'numeric-port', 'web-only', 'secret-app', 'stateful-app')
 
 
 def traffic_url(sandbox, service):
