@@ -27,7 +27,6 @@ RELEASE_SELECTOR = "owner=helm,name=%s" % MANAGER_NAME
 VERSION_LABEL = "app.kubernetes.io/version"
 MANAGER_POD_LABELS = {"app": MANAGER_NAME, "telepresence": "manager"}
 AGENT_CONTAINER = "traffic-agent"
-AGENTS_CONFIGMAP = "telepresence-agents"
 # Released charts render a Deployment; the newest chart source renders a StatefulSet (facts section 8, UNVERIFIED
 # for releases). Probe the StatefulSet first, as the project's own test framework does.
 KINDS = (("StatefulSet", "stateful_set"), ("Deployment", "deployment"))
@@ -383,15 +382,12 @@ def short_text(text):
 def find_agents(kube):
     """Workloads that carry a traffic agent anywhere in the cluster, as sorted ``namespace/name`` strings.
 
-    Two sources, because the real manager injects agents into pods (not into the workload template): the
-    ``telepresence-agents`` ConfigMaps the manager keeps per namespace, and pods running a ``traffic-agent``
-    container.
+    Read from the pods (a container named ``traffic-agent``), the one source that holds in every version (facts
+    sheet section 9, "How agents get into pods, by version"): up to 2.21 the manager also keeps a
+    ``telepresence-agents`` ConfigMap, from 2.22 it keeps none and injects agents into replacement pods. A ConfigMap
+    entry is never counted: one left over from a 2.21-or-older manager names no agent that runs.
     """
     found = set()
-    for config_map in kube.list("core", "config_map", field_selector="metadata.name=%s" % AGENTS_CONFIGMAP):
-        config_map = as_dict(kube, config_map)
-        namespace = (config_map.get("metadata") or {}).get("namespace")
-        found.update("%s/%s" % (namespace, name) for name in (config_map.get("data") or {}))
     for pod in kube.list("core", "pod"):
         pod = as_dict(kube, pod)
         if any(item.get("name") == AGENT_CONTAINER for item in (pod.get("spec") or {}).get("containers") or []):

@@ -131,8 +131,10 @@ options:
     description:
       - With O(state=absent), remove every traffic agent (C(telepresence uninstall --all-agents)) before uninstalling
         the manager.
-      - The cluster is searched for agents first (pods with a C(traffic-agent) container, C(telepresence-agents)
-        ConfigMaps); when there is none, no command runs.
+      - The cluster is searched for agents first (pods with a C(traffic-agent) container, which is where agents run
+        in every version: up to 2.21 the manager patches the workload so its new pods carry one, from 2.22 it evicts
+        the pods and its webhook injects the agent into their replacements); when there is none, no command runs. An
+        entry of a C(telepresence-agents) ConfigMap that no running pod matches is not an agent.
       - C(uninstall) needs a session, so it runs in the connected session when that one uses this manager namespace,
         else the module connects, removes the agents and quits again (C(quit -s) when no daemon ran before, so the
         daemons it started for that session do not stay).
@@ -157,7 +159,7 @@ notes:
   - The CLI's own Helm call also waits (atomic, C(timeouts.helm) in the client's C(config.yml), 30 seconds by default)
     and rolls back when that expires; raise it for slow clusters.
   - The task needs read access to StatefulSets, Deployments, Secrets, Pods and Events in O(manager_namespace), and for
-    O(state=absent) with O(remove_agents=true), list access to Pods and ConfigMaps in all namespaces.
+    O(state=absent) with O(remove_agents=true), list access to Pods in all namespaces.
 seealso:
   - module: devloop.telepresence.tp_binary
   - module: devloop.telepresence.tp_connection

@@ -228,6 +228,7 @@ class WorkloadController:
                             'ownerReferences': [owner_reference(owner)]},
                'spec': {**(template.get('spec') or {}), 'nodeName': NODE_NAME}}
         pod['spec'].setdefault('serviceAccountName', 'default')
+        self.cluster.admit_pod(pod)  # before its status is written: the injected container has a status too
         pod['status'] = running_pod_status(pod, self._allocate_ip()) if running else creating_pod_status(pod)
         created = await self.cluster.create_object(self._kind('pods'), pod['metadata']['namespace'], pod,
                                                    keep_status=True)

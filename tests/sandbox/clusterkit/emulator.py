@@ -28,7 +28,7 @@ import attrs
 import kmock
 import yaml
 
-from . import errors, patching, protobuf, selectors, tables
+from . import errors, injector, patching, protobuf, selectors, tables
 from .faults import ClusterFaults, Fault
 from .files import SandboxFiles
 
@@ -331,6 +331,8 @@ class SandboxCluster(kmock.KubernetesEmulator):
         if api.namespace is not None and not kind.namespaced:
             raise errors.unknown_resource()
         verb = api_verb(request.method.value, api, request.params)
+        if api.subresource == 'eviction' and kind.plural == 'pods' and kind.group == '':
+            return await self._serve_eviction(verb, api)
         if api.subresource not in (None, 'status', 'scale') or (api.subresource and api.subresource not in kind.info.subresources):
             raise errors.unknown_resource()
         if api.subresource == 'scale':
@@ -344,6 +346,23 @@ class SandboxCluster(kmock.KubernetesEmulator):
         if handler is None or (api.subresource and verb not in ('get', 'update', 'patch')):
             raise errors.method_not_allowed()
         return await handler(request, kind, api)
+
+    async def _serve_eviction(self, verb: str, api: ApiPath) -> aiohttp.web.StreamResponse:
+        """POST pods/<name>/eviction (policy/v1 Eviction): the pod is deleted at once. The sandbox has no
+        PodDisruptionBudgets, so an eviction is never refused with 429 (the 2.22+ manager then patches the template).
+        """
+        if verb != 'create':
+            raise errors.method_not_allowed()
+        await self.delete_object(self.kind_of('pods'), api.namespace, api.name or '')
+        return aiohttp.web.json_response({'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Success',
+                                          'code': 201}, status=201)
+
+    def admit_pod(self, pod: dict[str, Any]) -> None:
+        """The mutating admission a pod passes when it is created: the traffic-manager's webhook (injector.py)."""
+        def lookup(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+            group = 'apps' if plural in ('replicasets', 'deployments', 'statefulsets') else ''
+            return self._live(self.kind_of(plural, group), namespace, name)
+        injector.inject_agent(self.files, pod, lookup)
 
     @staticmethod
     def _wants_table(request: kmock.Request) -> bool:
@@ -619,6 +638,8 @@ class SandboxCluster(kmock.KubernetesEmulator):
             meta['generation'] = 1
         if kind.has_status and not keep_status:
             obj.pop('status', None)
+        if kind.plural == 'pods' and kind.group == '':
+            self.admit_pod(obj)
         self._apply_defaults(kind, obj)
         return await self._commit(kind, 'ADDED', obj, None)
 

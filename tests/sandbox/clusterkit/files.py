@@ -28,6 +28,7 @@ class SandboxFiles:
         self.faults_lock = self.root / 'faults.lock'
         self.knobs = self.root / 'knobs.json'
         self.events = self.root / 'events.log'
+        self.traffic_manager = self.root / 'traffic-manager.json'  # the emulated manager's memory (injector.py)
 
     def make_dirs(self) -> None:
         for path in (self.root, self.ports, self.pids, self.logs):

@@ -35,6 +35,8 @@ HANG_SECONDS = 3600          # `hang` fault: far past any caller timeout
 DEFAULT_MANAGER_NAMESPACE = "ambassador"
 AGENT_CONTAINER = "traffic-agent"
 AGENTS_CONFIGMAP = "telepresence-agents"
+# 2.22+: "the configuration moved into a pod annotation" (facts §9); the sheet gives no name, this one is the sandbox's
+AGENT_CONFIG_ANNOTATION = "telepresence.io/agent-config"
 RELEASE_NAME = "traffic-manager"
 CHART_NAME = "telepresence-oss"
 MANAGER_LABELS = {"app": "traffic-manager", "telepresence": "manager"}
@@ -1382,15 +1384,54 @@ def template_containers(deployment):
     return (pod_template(deployment).get("spec") or {}).get("containers") or []
 
 
-def has_agent(deployment):
-    return any(c.get("name") == AGENT_CONTAINER for c in template_containers(deployment))
-
-
-def agent_version_of(deployment):
-    for container in template_containers(deployment):
+def agent_version_in(containers):
+    """The tag of the traffic-agent image among `containers`, "" when none of them is the agent."""
+    for container in containers:
         if container.get("name") == AGENT_CONTAINER:
             return container.get("image", "").rsplit(":", 1)[-1]
     return ""
+
+
+def template_agent_version(deployment):
+    return agent_version_in(template_containers(deployment))
+
+
+def evicts_pods(session):
+    """Facts §9 "How agents get into pods, by version": from 2.22.0 the traffic-manager keeps no
+    telepresence-agents ConfigMap, evicts the workload's pods and lets its mutating webhook inject the agent into
+    their replacements; up to 2.21 the ConfigMap holds the agent configuration and the pod template is patched.
+    The manager's version picks the path (the manager does the injecting), not the client's."""
+    return (parse_semver(session.get("manager_version") or SEMVER) or VERSION) >= (2, 22, 0)
+
+
+def workload_pods(kube, workload):
+    """The live pods of a Deployment or StatefulSet (its selector's matchLabels)."""
+    meta = workload["metadata"]
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not selector:
+        return []
+    return [pod for pod in kube.items(ns_path(meta["namespace"], "pods"), selector)
+            if not (pod.get("metadata") or {}).get("deletionTimestamp")]
+
+
+def pod_agent_version(kube, workload):
+    for pod in workload_pods(kube, workload):
+        version = agent_version_in((pod.get("spec") or {}).get("containers") or [])
+        if version:
+            return version
+    return ""
+
+
+def workload_agent_version(kube, session, workload):
+    """Version of the workload's traffic agent, "" without one: read where the manager's path puts it (the pods from
+    2.22, the template before; facts §9 "How agents get into pods, by version")."""
+    if evicts_pods(session):
+        return pod_agent_version(kube, workload)
+    return template_agent_version(workload)
+
+
+def has_agent(kube, session, workload):
+    return bool(workload_agent_version(kube, session, workload))
 
 
 def selecting_services(kube, namespace, deployment):
@@ -1443,12 +1484,8 @@ def agent_config_entry(session, deployment, container, intercept_port, mgr_versi
     }
 
 
-def install_agent(kube, session, deployment, config_entry, mgr_version):
-    """Add the traffic-agent container and restart annotation; the cluster's controller rolls it out."""
-    meta = deployment["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
-    containers.append({
+def agent_container(namespace, name, mgr_version):
+    return {
         "name": AGENT_CONTAINER,
         "image": agent_image(mgr_version),
         "args": ["agent"],
@@ -1456,7 +1493,16 @@ def install_agent(kube, session, deployment, config_entry, mgr_version):
         "env": [{"name": "_TEL_AGENT_NAME", "value": name},
                 {"name": "_TEL_AGENT_NAMESPACE", "value": namespace}],
         "readinessProbe": {"exec": {"command": ["/bin/stat", "/tmp/agent/ready"]}},
-    })
+    }
+
+
+def install_agent(kube, session, deployment, config_entry, mgr_version):
+    """Up to 2.21 (facts §9): the telepresence-agents ConfigMap entry, and the traffic-agent container plus a
+    restart annotation in the pod template; the cluster's controller rolls it out."""
+    meta = deployment["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
+    containers.append(agent_container(namespace, name, mgr_version))
     upsert_agent_config(kube, namespace, name, config_entry)
     stamp = now_rfc3339() + "#" + uuid.uuid4().hex[:8]   # unique: tells this rollout's pods from older ones
     patched = kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
@@ -1483,10 +1529,90 @@ def upsert_agent_config(kube, namespace, name, entry):
         kube.merge_patch(path, {"data": {name: value}})
 
 
-def remove_agent(kube, deployment):
+# ---- 2.22+ (facts §9): the manager's memory, pod eviction, the webhook (tests/sandbox/clusterkit/injector.py)
+
+def manager_memory_path():
+    """The emulated traffic-manager's memory of agent configurations; the cluster's webhook stand-in reads it."""
+    return os.path.join(sandbox_dir(), "traffic-manager.json")
+
+
+@contextlib.contextmanager
+def manager_memory():
+    path = manager_memory_path()
+    with file_lock(path + ".lock"):
+        memory = read_json(path, {}) or {}
+        yield memory
+        write_json_atomic(path, memory)
+
+
+def memory_key(workload):
+    meta = workload["metadata"]
+    return "%s/%s/%s" % (meta["namespace"], workload.get("kind") or "Deployment", meta["name"])
+
+
+def evict_pods(kube, workload, keep=lambda pod: False):
+    """POST pods/<name>/eviction for each live pod of the workload that `keep` does not spare."""
+    for pod in workload_pods(kube, workload):
+        if keep(pod):
+            continue
+        meta = pod["metadata"]
+        try:
+            kube.create(ns_path(meta["namespace"], "pods", meta["name"]) + "/eviction", {
+                "apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]}})
+        except KubeError as exc:
+            if exc.status != 404:   # gone already: nothing to evict
+                raise
+
+
+def install_agent_by_eviction(kube, session, workload, config_entry, mgr_version):
+    """From 2.22 (facts §9): the configuration stays with the manager (its webhook annotates the pods with it), no
+    ConfigMap and no template patch (the sheet: only when a disruption budget blocks eviction; the sandbox has none);
+    the pods are evicted so that their replacements get the agent. Returns the annotation the new pods carry."""
+    meta = workload["metadata"]
+    annotation = json.dumps(config_entry, sort_keys=True)
+    with manager_memory() as memory:
+        memory.setdefault(session["manager_namespace"], {})[memory_key(workload)] = {
+            "container": agent_container(meta["namespace"], meta["name"], mgr_version), "annotation": annotation}
+    evict_pods(kube, workload, keep=lambda pod: pod_agent_annotation(pod) == annotation)
+    return annotation
+
+
+def pod_agent_annotation(pod):
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(AGENT_CONFIG_ANNOTATION)
+
+
+def injected_agent_ready(kube, workload, annotation):
+    """A Ready replacement pod that the webhook gave the agent with this configuration (the CLI waits for it)."""
+    for pod in workload_pods(kube, workload):
+        if pod_agent_annotation(pod) == annotation and pod_ready(pod) \
+                and agent_version_in((pod.get("spec") or {}).get("containers") or []):
+            return pod
+    return None
+
+
+def remove_agent_by_eviction(kube, session, workload):
+    """2.22+: the manager forgets the configuration and evicts the pods that run the agent; the replacements come
+    without it. A telepresence-agents ConfigMap left by an older manager is not touched (it names no agent)."""
+    with manager_memory() as memory:
+        for agents in memory.values():
+            agents.pop(memory_key(workload), None)
+    evict_pods(kube, workload, keep=lambda pod: not agent_version_in((pod.get("spec") or {}).get("containers") or []))
+
+
+def forget_manager(namespace):
+    """helm uninstall: the manager and its webhook are gone, so is its memory."""
+    with manager_memory() as memory:
+        memory.pop(namespace, None)
+
+
+def remove_agent(kube, session, deployment):
+    if evicts_pods(session):
+        remove_agent_by_eviction(kube, session, deployment)
+        return
     meta = deployment["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    if has_agent(deployment):
+    if template_agent_version(deployment):
         containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
         kube.merge_patch(ns_path(namespace, resource_of(deployment), name), {
             "spec": {"template": {
@@ -1589,22 +1715,22 @@ def intercept_info_object(intercept, extras, session):
     return {k: v for k, v in info.items() if v not in ("", 0, [], None, {})}
 
 
-def workload_info(deployment, intercepts, extras, session, kind="Deployment"):
+def workload_info(deployment, intercepts, extras, session, kind="Deployment", agent_version=""):
     meta = deployment["metadata"]
     info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": kind,
             "uid": object_uid(deployment, kind)}
     infos = [intercept_info_object(i, extras.get(i["name"], {}), session) for i in intercepts
              if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
     if since(2, 22):
-        if has_agent(deployment):
-            info["agent_version"] = agent_version_of(deployment)
+        if agent_version:
+            info["agent_version"] = agent_version
         if infos:
             info["intercept_info"] = infos
     else:
         if infos:
             info["intercept_infos"] = infos
-        if has_agent(deployment):
-            info["sidecar"] = {"agentName": meta["name"], "agentImage": agent_image(agent_version_of(deployment)),
+        if agent_version:
+            info["sidecar"] = {"agentName": meta["name"], "agentImage": agent_image(agent_version),
                                "workloadName": meta["name"], "workloadKind": kind}
     return info
 
@@ -1620,7 +1746,12 @@ def cmd_list(ctx):
     state = ctx.store.read()
     intercepts = state.get("intercepts") or []
     extras = state.get("intercept_extras") or {}
-    workloads = [workload_info(obj, intercepts, extras, session, kind) for kind, obj in listed]
+    try:
+        workloads = [workload_info(obj, intercepts, extras, session, kind,
+                                   workload_agent_version(kube, session, with_kind(obj, kind)) if kind != "ReplicaSet"
+                                   else "") for kind, obj in listed]
+    except KubeError as exc:
+        raise CLIError("connector.List: %s" % exc.message)
     workloads = filter_workloads(ctx.args, workloads)
     if ctx.output.structured:
         ctx.output.object(workloads, override=ctx.output.mode == "format")
@@ -1834,13 +1965,21 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "serviceUID": object_uid(service, "Service") if service else "",
         "targetPortNumeric": isinstance(target, int),
     }
-    if not has_agent(deployment) or agent_version_of(deployment) != mgr_version:
-        patched, stamp = install_agent(kube, session, deployment, agent_config_entry(
-            session, deployment, container, port_entry, mgr_version), mgr_version)
-        generation = (patched.get("metadata") or {}).get("generation")
+    if workload_agent_version(kube, session, deployment) != mgr_version:
+        config_entry = agent_config_entry(session, deployment, container, port_entry, mgr_version)
+        if evicts_pods(session):
+            annotation = install_agent_by_eviction(kube, session, deployment, config_entry, mgr_version)
+
+            def arrived():
+                return injected_agent_ready(kube, deployment, annotation)
+        else:
+            patched, stamp = install_agent(kube, session, deployment, config_entry, mgr_version)
+            generation = (patched.get("metadata") or {}).get("generation")
+
+            def arrived():
+                return agent_ready(kube, namespace, workload, generation, stamp, resource_of(deployment))
         timeout = config_timeout("intercept", 30.0)
-        if not wait_until(lambda: agent_ready(kube, namespace, workload, generation, stamp, resource_of(deployment)),
-                          timeout):
+        if not wait_until(arrived, timeout):
             raise CLIError("connector.CreateIntercept: request timed out while waiting for agent %s.%s to arrive"
                            % (workload, namespace), progress=True)
     intercept_id = "%s:%s" % (session.get("session_id"), name)
@@ -2020,7 +2159,8 @@ def cmd_uninstall(ctx):
         if names is None:
             # --all-agents carries no namespace: the daemon clears agents in every mapped namespace (all of them
             # when none are mapped), not only in the one the session is connected to.
-            targets = [d for d in all_agent_deployments(kube, session.get("mapped_namespaces")) if has_agent(d)]
+            targets = [d for d in all_agent_deployments(kube, session.get("mapped_namespaces"))
+                       if has_agent(kube, session, d)]
         else:
             by_name = {d["metadata"]["name"]: d for d in namespace_workloads(kube, namespace)}
             targets = []
@@ -2030,7 +2170,7 @@ def cmd_uninstall(ctx):
                 targets.append(by_name[name])
         removed = set()
         for deployment in targets:
-            remove_agent(kube, deployment)
+            remove_agent(kube, session, deployment)
             removed.add((deployment["metadata"]["namespace"], deployment["metadata"]["name"]))
     except KubeError as exc:
         raise CLIError("connector.Uninstall: %s" % exc.message)
@@ -2426,6 +2566,7 @@ def cmd_helm_uninstall(ctx):
         history = release_history(kube, namespace)
         if history:
             uninstall_release(kube, namespace, history)
+            forget_manager(namespace)
     except KubeError as exc:
         raise CLIError("failed to uninstall traffic-manager: %s" % exc.message)
     ctx.output.out("\nTraffic Manager uninstalled successfully\n")

@@ -298,15 +298,18 @@ def test_emulator_intercept_detailed_output(manager, tmp_path):
     assert 'mount' not in info
     assert f'API_TOKEN={secret}\n' in env_file.read_text()
     assert json.loads(env_json.read_text())['API_TOKEN'] == secret
-    # the cluster side: agent container, restart annotation, telepresence-agents entry, rolled out
+    # the cluster side, 2.24 manager (facts sheet section 9, "How agents get into pods, by version"): the pod was
+    # replaced and the webhook put the agent and its configuration annotation into the new one; the template is
+    # untouched and no telepresence-agents entry is written
     k = kube_client(tp.env)
     deployment = k.apps.read_namespaced_deployment('secret-app', 'app')
-    containers = {c.name: c for c in deployment.spec.template.spec.containers}
+    assert [c.name for c in deployment.spec.template.spec.containers] == ['secret-app']
+    assert not deployment.spec.template.metadata.annotations
+    (pod,) = k.core.list_namespaced_pod('app', label_selector='app=secret-app').items
+    containers = {c.name: c for c in pod.spec.containers}
     assert containers['traffic-agent'].image == 'ghcr.io/telepresenceio/tel2:2.24.0'
-    assert 'telepresence.io/restartedAt' in deployment.spec.template.metadata.annotations
-    assert deployment.status.updated_replicas == deployment.status.available_replicas == 1
-    config_map = k.core.read_namespaced_config_map('telepresence-agents', 'app')
-    assert json.loads(config_map.data['secret-app'])['workloadName'] == 'secret-app'
+    assert json.loads(pod.metadata.annotations['telepresence.io/agent-config'])['workloadName'] == 'secret-app'
+    assert 'secret-app' not in config_map_entries(k, 'app')
     # the state the traffic proxies read
     record = tp.state()['intercepts'][0]
     assert set(record) == INTERCEPT_KEYS
@@ -339,8 +342,18 @@ def test_emulator_intercept_detailed_output(manager, tmp_path):
 
 
 def has_agent(k, name):
-    deployment = k.apps.read_namespaced_deployment(name, 'app')
-    return any(c.name == 'traffic-agent' for c in deployment.spec.template.spec.containers)
+    """A pod of the workload runs the agent: where agents are in every version (facts sheet section 9)."""
+    pods = k.core.list_namespaced_pod('app', label_selector='app=%s' % name).items
+    return any(c.name == 'traffic-agent' for pod in pods for c in pod.spec.containers)
+
+
+def config_map_entries(k, namespace):
+    from kubernetes.client.rest import ApiException
+    try:
+        return k.core.read_namespaced_config_map('telepresence-agents', namespace).data or {}
+    except ApiException as exc:
+        assert exc.status == 404
+        return {}
 
 
 def test_emulator_intercept_output_modes(manager):
@@ -415,7 +428,7 @@ def test_emulator_uninstall(manager):
     assert (result.rc, result.out) == (0, ''), result
     k = kube_client(tp.env)
     assert not has_agent(k, 'fresh-app')
-    assert 'fresh-app' not in (k.core.read_namespaced_config_map('telepresence-agents', 'app').data or {})
+    assert 'fresh-app' not in config_map_entries(k, 'app')
     assert tp.state()['intercepts'] == []
     deprecated = tp.run(V, 'uninstall', '--agent', 'fresh-app')
     assert deprecated.rc == 0 and "--agent is deprecated (it's the default, so the flag has no effect)" in deprecated.err
@@ -432,7 +445,7 @@ def test_emulator_uninstall_all_agents_reaches_every_namespace(manager):
     assert (result.rc, result.out) == (0, ''), result
     k = kube_client(tp.env)
     assert not has_agent(k, 'fresh-app')
-    assert 'fresh-app' not in (k.core.read_namespaced_config_map('telepresence-agents', 'app').data or {})
+    assert 'fresh-app' not in config_map_entries(k, 'app')
 
 
 # --------------------------------------------------------------------------------------------- cli faults / log

@@ -1,10 +1,12 @@
-"""Per-version behaviour of the emulator (2.20.2, 2.25.0, 2.29.0, 2.30.0) against the facts sheet."""
+"""Per-version behaviour of the emulator (2.20.2, 2.24.0, 2.25.0, 2.29.0, 2.30.0) against the facts sheet."""
 import json
+import time
 
 import pytest
 
 
 CONNECT = ('connect', '-n', 'app')
+VERSIONS = ['2.20.2', '2.24.0', '2.25.0', '2.29.0', '2.30.0']
 
 
 @pytest.fixture
@@ -208,7 +210,7 @@ def test_emulator_helm_empty_values_file_reuses_and_reset_drops(tp, tmp_path, ve
         tp.run(version, 'helm', 'uninstall', '--manager-namespace', namespace)
 
 
-@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+@pytest.mark.parametrize('version', VERSIONS)
 def test_emulator_helm_injects_values_from_client_config(tp, version):
     """Facts sheet section 8, "Values always merged ... The client also injects, from its own config.yml"."""
     namespace = 'tm-inject-' + version.replace('.', '-')
@@ -297,7 +299,7 @@ def test_emulator_list_shows_statefulsets_and_replicasets(manager, version):
         apps.delete_namespaced_replica_set('list-batch', 'app')
 
 
-@pytest.mark.parametrize('version', ['2.20.2', '2.24.0', '2.30.0'])
+@pytest.mark.parametrize('version', VERSIONS)
 def test_emulator_intercepts_a_statefulset(manager, version):
     """Facts sheet section 3 (workload kinds) and section 5 (interceptable deployment, replicaset, or statefulset)."""
     from emulator_fixtures import kube_client
@@ -319,13 +321,146 @@ def test_emulator_intercepts_a_statefulset(manager, version):
         assert result.json()['workload_kind'] == 'StatefulSet'
         info = _listed_intercept(tp, version, 'stateful-db')
         assert info['spec']['workload_kind'] == 'StatefulSet'
-        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
-        assert 'traffic-agent' in [c.name for c in template.spec.containers]
+        assert _agent_pods(k, 'stateful-db') == ['stateful-db-0']
         assert tp.run(version, 'detach' if version >= '2.30' else 'leave', 'stateful-db').rc == 0
         assert tp.run(version, 'uninstall', '--agent' if version < '2.21' else '--all-agents',
                       *(['stateful-db'] if version < '2.21' else [])).rc == 0
-        template = k.apps.read_namespaced_stateful_set('stateful-db', 'app').spec.template
-        assert 'traffic-agent' not in [c.name for c in template.spec.containers]
+        assert _eventually(lambda: _agent_pods(k, 'stateful-db') == [])
     finally:
         k.apps.delete_namespaced_stateful_set('stateful-db', 'app')
         k.core.delete_namespaced_service('stateful-db', 'app', _preload_content=False)
+
+
+# ------------------------------------------------------------------- agents, by the traffic-manager's version
+
+def _eventually(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _agent_pods(k, workload):
+    """Names of the workload's pods that run a traffic agent (the sheet's detection, section 9)."""
+    pods = k.core.list_namespaced_pod('app', label_selector='app=%s' % workload).items
+    return sorted(p.metadata.name for p in pods if 'traffic-agent' in [c.name for c in p.spec.containers])
+
+
+def _pod_uids(k, workload):
+    return {p.metadata.uid for p in k.core.list_namespaced_pod('app', label_selector='app=%s' % workload).items}
+
+
+def _template(k, kind, workload):
+    read = k.apps.read_namespaced_stateful_set if kind == 'StatefulSet' else k.apps.read_namespaced_deployment
+    return read(workload, 'app').spec.template
+
+
+def _agents_config_map(k):
+    from kubernetes.client.rest import ApiException
+    try:
+        return k.core.read_namespaced_config_map('telepresence-agents', 'app').data or {}
+    except ApiException as exc:
+        assert exc.status == 404
+        return {}
+
+
+def _listed_agent_version(tp, version, workload):
+    listed = tp.run(version, 'list', *_json_flags(version)).json()
+    entry = next(w for w in (listed if isinstance(listed, list) else listed['stdout']) if w['name'] == workload)
+    if version >= '2.22':
+        return entry.get('agent_version', '')
+    return (entry.get('sidecar') or {}).get('agentImage', '').rpartition(':')[2]
+
+
+def _uninstall_args(version, workload):
+    return ('uninstall', '--agent', workload) if version < '2.21' else ('uninstall', workload)
+
+
+@pytest.mark.parametrize('kind,workload,port', [('Deployment', 'fresh-app', 8190), ('StatefulSet', 'stateful-app', 8191)])
+@pytest.mark.parametrize('version', VERSIONS)
+def test_emulator_agents_get_into_pods_by_manager_version(tp, version, kind, workload, port):
+    """Facts sheet section 9, "How agents get into pods, by version": up to 2.21 a telepresence-agents ConfigMap
+    entry and a patched pod template; from 2.22 no ConfigMap and no template patch, the pods are evicted and the
+    webhook injects the agent into their replacements. Both paths end with the agent in a pod, and
+    `telepresence uninstall` removes it on both."""
+    from emulator_fixtures import kube_client
+    k = kube_client(tp.env)
+    tp.ensure_manager(version)
+    try:
+        before = _pod_uids(k, workload)
+        untouched = _template(k, kind, workload).to_dict()
+        assert tp.run(version, *CONNECT).rc == 0
+        detailed = ('--detailed-output',) if version < '2.29' else ()
+        result = tp.run(version, 'intercept', workload, '--port', '%d:http' % port, '--mount=false',
+                        *_json_flags(version), *detailed)
+        assert result.rc == 0, result
+        assert result.json()['workload_kind'] == kind
+        assert len(_agent_pods(k, workload)) == 1
+        assert not before & _pod_uids(k, workload)          # the agent came with a new pod on both paths
+        template = _template(k, kind, workload)
+        if version >= '2.22':
+            assert template.to_dict() == untouched
+            assert workload not in _agents_config_map(k)
+            (pod,) = k.core.list_namespaced_pod('app', label_selector='app=%s' % workload).items
+            assert json.loads(pod.metadata.annotations['telepresence.io/agent-config'])['workloadName'] == workload
+        else:
+            assert 'traffic-agent' in [c.name for c in template.spec.containers]
+            assert any(key.endswith('/restartedAt') for key in template.metadata.annotations)
+            assert json.loads(_agents_config_map(k)[workload])['workloadName'] == workload
+        assert _listed_agent_version(tp, version, workload) == version
+        assert tp.run(version, 'detach' if version >= '2.30' else 'leave', workload).rc == 0
+        assert tp.run(version, *_uninstall_args(version, workload)).rc == 0
+        assert _eventually(lambda: _agent_pods(k, workload) == [])
+        assert 'traffic-agent' not in [c.name for c in _template(k, kind, workload).spec.containers]
+        assert workload not in _agents_config_map(k)
+        assert _listed_agent_version(tp, version, workload) == ''
+        if version >= '2.22':
+            assert _template(k, kind, workload).to_dict() == untouched
+    finally:
+        tp.remove_agents()
+
+
+@pytest.mark.parametrize('client,manager_version,evicts', [('2.24.0', '2.20.2', False), ('2.20.2', '2.24.0', True)])
+def test_emulator_the_managers_version_picks_the_agent_path(tp, client, manager_version, evicts):
+    """Facts sheet section 9, "How agents get into pods, by version": the manager injects, so its version counts."""
+    from emulator_fixtures import kube_client
+    k = kube_client(tp.env)
+    tp.ensure_manager(manager_version)
+    try:
+        assert tp.run(client, *CONNECT).rc == 0
+        result = tp.run(client, 'intercept', 'fresh-app', '--port', '8192:http', '--mount=false',
+                        '--output', 'json', '--detailed-output')
+        assert result.rc == 0, result
+        patched = 'traffic-agent' in [c.name for c in _template(k, 'Deployment', 'fresh-app').spec.containers]
+        assert patched is not evicts and ('fresh-app' in _agents_config_map(k)) is not evicts
+        assert _agent_pods(k, 'fresh-app')
+        uninstall = ('uninstall', '--all-agents')
+        assert tp.run(client, *uninstall).rc == 0
+        assert _eventually(lambda: _agent_pods(k, 'fresh-app') == [])
+    finally:
+        tp.remove_agents()
+
+
+def test_emulator_a_stale_agents_config_map_entry_is_no_agent(manager):
+    """Facts sheet section 9: a 2.22+ manager does not use the telepresence-agents ConfigMap, so an entry left by an
+    older one names no agent: `list` shows none and `uninstall --all-agents` has nothing to do."""
+    from emulator_fixtures import kube_client
+    tp = manager
+    k = kube_client(tp.env)
+    stale = {'metadata': {'name': 'telepresence-agents'},
+             'data': {'fresh-app': json.dumps({'workloadName': 'fresh-app'})}}
+    if _agents_config_map(k) or 'telepresence-agents' in [c.metadata.name for c in
+                                                           k.core.list_namespaced_config_map('app').items]:
+        k.core.replace_namespaced_config_map('telepresence-agents', 'app', stale)   # one an older test left
+    else:
+        k.core.create_namespaced_config_map('app', stale)
+    try:
+        assert tp.run('2.24.0', *CONNECT).rc == 0
+        assert _listed_agent_version(tp, '2.24.0', 'fresh-app') == ''
+        assert tp.run('2.24.0', 'list', '--agents', '--output', 'json').json()['stdout'] == []
+        assert tp.run('2.24.0', 'uninstall', '--all-agents').rc == 0
+        assert _agent_pods(k, 'fresh-app') == []
+    finally:
+        k.core.delete_namespaced_config_map('telepresence-agents', 'app')

@@ -365,7 +365,8 @@ def test_diagnostics_never_raise():
 # ---------------------------------------------------------------------------------------------- agents
 
 
-def test_agents_found_in_config_maps_and_pods():
+def test_agents_found_in_pods_and_never_in_config_maps():
+    """A telepresence-agents entry without a pod running the agent (left by a 2.21-or-older manager) is no agent."""
     kube = FakeKube()
     kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"},
                          "data": {"fresh-app": "{}"}},
@@ -377,7 +378,7 @@ def test_agents_found_in_config_maps_and_pods():
         {"metadata": {"name": "db-0", "namespace": "shop", "ownerReferences": [{"kind": "StatefulSet", "name": "db"}]},
          "spec": {"containers": [{"name": "db"}]}},
     ]
-    assert find_agents(kube) == ["app/fresh-app", "shop/web"]
+    assert find_agents(kube) == ["shop/web"]
 
 
 def test_no_agents():
@@ -413,12 +414,14 @@ def test_wait_for_no_agents_searches_until_the_rollout_removed_them(monkeypatch)
 def test_wait_for_no_agents_returns_the_ones_left_at_the_deadline(monkeypatch):
     monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.01)
     kube = FakeKube()
-    kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"web": ""}}]
+    kube.all_pods = [{"metadata": {"name": "web-0", "namespace": "app",
+                                   "ownerReferences": [{"kind": "StatefulSet", "name": "web"}]},
+                      "spec": {"containers": [{"name": "web"}, {"name": "traffic-agent"}]}}]
     assert wait_until_no_agents(kube, 0.1) == ["app/web"]
-    assert len([call for call in kube.calls if call[:2] == ("list", "config_map")]) > 1
+    assert len([call for call in kube.calls if call[:2] == ("list", "pod")]) > 1
 
 
 def test_wait_for_no_agents_without_agents_searches_once():
     kube = FakeKube()
     assert wait_until_no_agents(kube, 5) == []
-    assert [call[:2] for call in kube.calls] == [("list", "config_map"), ("list", "pod")]
+    assert [call[:2] for call in kube.calls] == [("list", "pod")]

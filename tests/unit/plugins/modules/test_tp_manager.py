@@ -39,6 +39,16 @@ STATUS = ["status", "--output", "json"]
 AGENTS_CM = {"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"fresh-app": ""}}
 
 
+def agent_pod(workload, namespace="app"):
+    """A pod running a traffic agent: what the module looks for (facts sheet section 9, every version)."""
+    return {"metadata": {"name": workload + "-0", "namespace": namespace,
+                         "ownerReferences": [{"kind": "StatefulSet", "name": workload}]},
+            "spec": {"containers": [{"name": workload}, {"name": "traffic-agent"}]}}
+
+
+AGENT_PODS = [agent_pod("fresh-app")]
+
+
 class ModuleExit(Exception):
     def __init__(self, result):
         super().__init__(result.get("msg"))
@@ -558,6 +568,16 @@ def test_values_no_log_false_shows_values(h):
 # ---------------------------------------------------------------------------------------------- absent
 
 
+def test_a_stale_agents_config_map_entry_is_not_an_agent(h):
+    """A telepresence-agents entry left by a 2.21-or-older manager, with no pod running an agent (facts sheet
+    section 9, "How agents get into pods, by version"): nothing to remove, so no session is needed."""
+    installed(h.kube)
+    h.kube.config_maps = [AGENTS_CM]
+    result = h.ok(state="absent")
+    assert h.calls == [UNINSTALL]
+    assert result["agents"] == {"path": "no agents", "found": []}
+
+
 def test_absent_when_nothing_is_installed_makes_no_call(h):
     result = h.ok(state="absent")
     assert h.calls == [] and not result["changed"] and result["action"] == "none"
@@ -565,7 +585,7 @@ def test_absent_when_nothing_is_installed_makes_no_call(h):
 
 def test_check_mode_uninstall_with_agents_reads_the_session_only(h):
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     result = h.ok(check=True, state="absent")
     assert h.calls == [STATUS]
     assert result["agents"] == {"path": "temporary session", "found": ["app/fresh-app"]}
@@ -584,7 +604,7 @@ def test_absent_without_agents_runs_only_helm_uninstall(h):
 
 def test_absent_with_our_session_uninstalls_agents_in_it(h):
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.status = status_json(connected=True)
     result = h.ok(state="absent")
     assert h.calls == [STATUS, ["uninstall", "--all-agents"], UNINSTALL]
@@ -612,7 +632,7 @@ def test_absent_when_agents_cannot_be_searched_and_no_session_warns(h, monkeypat
 
 def test_absent_with_agents_and_no_session_connects_uninstalls_and_quits(h):
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     result = h.ok(state="absent")
     assert h.calls == [STATUS, STATUS,
                        ["connect", "--namespace", "app", "--manager-namespace", "ambassador"] + KUBE_FLAGS +
@@ -627,7 +647,7 @@ NO_DAEMONS = {"user_daemon": {}, "root_daemon": {}, "traffic_manager": {"name": 
 def test_absent_stops_the_daemons_it_started_for_the_temporary_session(h):
     """Issue 12: with no daemons before, the temporary session ends with quit -s, not a bare quit."""
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.status = dict(NO_DAEMONS)
     result = h.ok(state="absent")
     assert h.calls[-3:] == [["uninstall", "--all-agents"], ["quit", "-s"], UNINSTALL]
@@ -636,7 +656,7 @@ def test_absent_stops_the_daemons_it_started_for_the_temporary_session(h):
 
 def test_absent_stops_its_daemons_also_when_agent_removal_fails(h):
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.status = dict(NO_DAEMONS)
     h.replies["uninstall"] = lambda args: (1, "", "telepresence uninstall: error: nope\n", False)
     h.fail(state="absent")
@@ -645,7 +665,7 @@ def test_absent_stops_its_daemons_also_when_agent_removal_fails(h):
 
 def test_absent_quits_the_temporary_session_when_agent_removal_fails(h):
     installed(h.kube)
-    h.kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"web": ""}}]
+    h.kube.all_pods = [agent_pod("web")]
     h.replies["uninstall"] = lambda args: (1, "", "telepresence uninstall: error: nope\n", False)
     result = h.fail(state="absent")
     assert h.calls[-2:] == [["uninstall", "--all-agents"], ["quit"]]
@@ -656,7 +676,7 @@ def test_absent_quits_the_temporary_session_when_agent_removal_fails(h):
 def test_absent_refuses_to_use_a_session_of_another_manager(h):
     installed(h.kube)
     h.status = status_json(connected=True, manager_namespace="other")
-    h.kube.config_maps = [{"metadata": {"name": "telepresence-agents", "namespace": "app"}, "data": {"web": ""}}]
+    h.kube.all_pods = [agent_pod("web")]
     result = h.fail(state="absent")
     assert h.calls == [STATUS]
     assert "traffic agents remain in app/web" in result["msg"] and "manager namespace other" in result["msg"]
@@ -795,7 +815,7 @@ def test_helm_uninstall_that_leaves_the_release_fails_before_waiting(h, wait):
 def test_uninstall_of_agents_that_leaves_them_fails_before_helm_uninstall(h, monkeypatch):
     monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.05)
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.status = status_json(connected=True)
     h.replies["uninstall"] = exits_0_and_does_nothing(MALFORMED)
     result = h.fail(state="absent", wait_timeout=1)
@@ -807,14 +827,14 @@ def test_uninstall_of_agents_that_leaves_them_fails_before_helm_uninstall(h, mon
         "the task again, or set remove_agents: false to uninstall the manager anyway" % MALFORMED)
     assert result["command"] == [str(h.binary), "uninstall", "--all-agents"] and not result["changed"]
     assert result["installed"] and state_of(h.kube)["release"] is not None
-    searches = [call for call in h.kube.calls if call[:2] == ("list", "config_map")]
+    searches = [call for call in h.kube.calls if call[:2] == ("list", "pod")]
     assert len(searches) > 2          # searched again until wait_timeout, not once
 
 
 def test_uninstall_of_agents_in_a_temporary_session_quits_then_fails_when_they_remain(h, monkeypatch):
     monkeypatch.setattr(manager, "AGENT_POLL_PAUSE", 0.05)
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.replies["uninstall"] = exits_0_and_does_nothing()
     result = h.fail(state="absent", wait_timeout=1)
     assert h.calls[-2:] == [["uninstall", "--all-agents"], ["quit"]]
@@ -825,13 +845,11 @@ def test_uninstall_of_agents_in_a_temporary_session_quits_then_fails_when_they_r
 
 def test_agents_that_leave_with_their_rollout_are_awaited(h, monkeypatch):
     installed(h.kube)
-    h.kube.config_maps = [AGENTS_CM]
+    h.kube.all_pods = list(AGENT_PODS)
     h.status = status_json(connected=True)
-    agent_pod = {"metadata": {"name": "fresh-app-0", "namespace": "app"},
-                 "spec": {"containers": [{"name": "app"}, {"name": "traffic-agent"}]}}
 
     def rollout_still_running(_args):
-        h.kube.config_maps, h.kube.all_pods = [], [agent_pod]
+        h.kube.all_pods = [agent_pod("fresh-app")]    # the replaced pod has not gone yet
         return 0, "", "", False
     h.replies["uninstall"] = rollout_still_running
     monkeypatch.setattr(manager.time, "sleep", lambda _seconds: h.kube.all_pods.clear())
