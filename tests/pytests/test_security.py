@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import pwd
 import re
 import stat
 
@@ -196,7 +197,11 @@ def test_refused_http_made_no_request(download_run):
 
 @pytest.fixture(scope="module")
 def secret_workflow(sandbox, runner, tmp_path_factory):
-    """The intercept workflow on secret-app with env_file/env_json, run with -vvv and a log file."""
+    """The intercept workflow on secret-app with env_file/env_json, run with -vvv --diff and a log file.
+
+    secret-app's pod holds the sandbox secret and, beside it, values that are common words and paths (`false`, `root`,
+    `ACTIVE`, `/root`; tests/sandbox/CONTRACT.md, "Seeded cluster"), which the modules' own fields also contain.
+    """
     folder = tmp_path_factory.mktemp("secret-env")
     log = folder / "ansible.log"
     binary = sandbox.binary("2.24.0")
@@ -220,7 +225,7 @@ def secret_workflow(sandbox, runner, tmp_path_factory):
     ]
     sandbox.clear_faults()
     sandbox.reset_session()
-    verbose = runner.play(tasks, args=["-vvv"], callback="default", env={"ANSIBLE_LOG_PATH": str(log)})
+    verbose = runner.play(tasks, args=["-vvv", "--diff"], callback="default", env={"ANSIBLE_LOG_PATH": str(log)})
     results = runner.play(tasks)
     return {"verbose": verbose, "results": results, "log": log, "env_file": env_file, "env_json": env_json}
 
@@ -250,6 +255,49 @@ def test_secret_value_nowhere_in_output_results_or_log(secret_workflow, sandbox)
     assert secret not in secret_workflow["results"].output
     assert secret not in secret_workflow["log"].read_text()
     assert "Traceback" not in secret_workflow["verbose"].output
+
+
+# The values beside the secret in secret-app's pod (tests/sandbox/clusterkit/seed.py COMMON_ENV): text that the
+# modules' own fields hold too, so masking them would garble argv, the client and the disposition (issue 13).
+COMMON_ENV = {"DEBUG": "false", "RUN_AS": "root", "STATE": "ACTIVE", "DATA_HOME": "/root"}
+MASKS = ("********", "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+
+
+def test_the_pod_environment_holds_common_values_beside_the_secret(secret_workflow, sandbox):
+    """The precondition of the next tests: the workload's environment really carries them (the env file says so)."""
+    values = json.loads(secret_workflow["env_json"].read_text())
+    assert {key: values.get(key) for key in COMMON_ENV} == COMMON_ENV
+    assert values["API_TOKEN"] == sandbox.secret
+    assert os.geteuid() != 0 or secret_workflow["results"].result("intercept")["intercept"]["client"].startswith(
+        "root@")  # as root, the client's own name is one of the common values
+
+
+def test_common_env_values_leave_argv_client_and_disposition_readable(secret_workflow):
+    """tp_intercept and tp_info share one censoring policy: only the secret is masked, never the modules' fields."""
+    results = secret_workflow["results"]
+    intercept = results.result("intercept")
+    assert "--mount=false" in intercept["command"]
+    assert intercept["intercept"]["disposition"] == "ACTIVE" and intercept["intercept"]["mount"] is False
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert re.fullmatch(r"%s@[^@*\s]+" % re.escape(user), intercept["intercept"]["client"])
+    assert set(COMMON_ENV) <= set(intercept["intercept"]["environment_names"])
+    info = results.result("info")
+    (listed,) = [item for item in info["intercepts"] if item["name"] == "secret-app"]
+    assert listed["disposition"] == "ACTIVE" and listed["client"] == intercept["intercept"]["client"]
+    assert set(COMMON_ENV) <= set(listed["environment_names"])
+    for result in (intercept, results.result("intercept again"), info):
+        text = json.dumps(result)
+        assert not [mask for mask in MASKS if mask in text], text[:2000]
+
+
+def test_common_env_values_unmasked_in_verbose_diff_output_and_log(secret_workflow, sandbox):
+    """With -vvv --diff and ANSIBLE_LOG_PATH the argv is printed as run, and nothing of the modules is masked."""
+    output, log = secret_workflow["verbose"].output, secret_workflow["log"].read_text()
+    for text in (output, log):
+        assert "--mount=false" in text and "--mount=********" not in text
+        assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in text
+        assert '"disposition": "ACTIVE"' in text
+        assert sandbox.secret not in text
 
 
 def test_kubeconfig_token_nowhere_in_output_results_or_log(secret_workflow, sandbox):
