@@ -62,6 +62,21 @@ def test_no_shell_module_in_roles_and_playbooks():
     assert found == []
 
 
+def test_no_sandbox_switch_in_plugins_or_roles():
+    """docs/SECURITY.md: modules and roles never know they run against the sandbox (no TP_SANDBOX_* reads)."""
+    files = sorted(list((ROOT / "plugins").rglob("*.py")) + list((ROOT / "roles").rglob("*.yml")))
+    assert len(files) >= 10
+    assert [str(path.relative_to(ROOT)) for path in files if "TP_SANDBOX" in path.read_text()] == []
+
+
+def test_roles_do_not_become():
+    """docs/SECURITY.md, Privileges: whether to use become is the user's choice, never a role's."""
+    files = sorted((ROOT / "roles").rglob("*.yml"))
+    assert files
+    become = re.compile(r"^\s*-?\s*become(_user|_method)?\s*:", re.MULTILINE)
+    assert [str(path.relative_to(ROOT)) for path in files if become.search(path.read_text())] == []
+
+
 def test_every_cli_call_is_an_argv_list():
     """The one process runner passes a list and no shell; nothing else in plugins/ starts processes but sudo -n."""
     cli = (ROOT / "plugins" / "module_utils" / "cli.py").read_text()

@@ -50,8 +50,9 @@ def test_up_twice_reuses_the_running_services(own_dir):
     assert parse_exports((own_dir / 'env.sh').read_text()) == first
 
 
-def test_exports_and_kubeconfig(own_dir):
+def test_exports_and_kubeconfig(own_dir, sandbox):
     import json
+    import stat
     env = start_sandbox(own_dir, 'own dir (cold, for kubeconfig)')
     assert env['TP_SANDBOX_DIR'] == str(own_dir.resolve())
     assert env['KUBECONFIG'] == str(own_dir.resolve() / 'kubeconfig')
@@ -62,6 +63,10 @@ def test_exports_and_kubeconfig(own_dir):
     assert config['clusters'] == [{'name': 'sandbox', 'cluster': {'server': env['TP_SANDBOX_API']}}]
     assert config['users'][0]['name'] == 'sandbox'
     assert config['users'][0]['user']['token'].startswith('sandbox-token-')
+    # docs/SECURITY.md: written 0600, and its token is unique per sandbox directory, so a leak is detectable
+    assert stat.S_IMODE(pathlib.Path(env['KUBECONFIG']).stat().st_mode) == 0o600
+    other = json.loads(pathlib.Path(sandbox['KUBECONFIG']).read_text())['users'][0]['user']['token']
+    assert other.startswith('sandbox-token-') and other != config['users'][0]['user']['token']
     with urllib.request.urlopen(env['TP_SANDBOX_API'] + '/version', timeout=5) as response:
         assert response.status == 200
 

@@ -871,6 +871,7 @@ def test_read_only_folder_fails_before_downloading(env, monkeypatch):
     monkeypatch.setattr(tp_binary.os, "access", access)
     result = failed(env.run(checksum=DIGESTS["2.24.0"]))
     assert result["msg"].startswith("dest %s cannot be written: the folder %s is not writable" % (env.dest, env.folder))
+    assert result["msg"].endswith("choose another dest or run the task with become")   # docs/SECURITY.md, Privileges
     assert env.net.requests == [] and listing(env.folder) == []
 
 
