@@ -1,7 +1,8 @@
 """Print, as JSON, what the sandbox cluster holds about the traffic manager and how many CLI calls were logged.
 
 Read independently of the module under test (plain kubernetes client), so the playbooks can check that a task
-changed nothing, or exactly what it changed. With the argument ``delete-manager-pods``, delete the manager's pods
+changed nothing, or exactly what it changed. With the argument ``plant-stale-agent-entry``, first write a
+``telepresence-agents`` ConfigMap entry for web-only in namespace app, as a manager before 2.22 leaves one. With the argument ``delete-manager-pods``, delete the manager's pods
 first (their Deployment replaces them), as a node failure would.
 """
 import base64
@@ -35,6 +36,9 @@ def rollout_complete_at():
 def main():
     kubernetes.config.load_kube_config()
     core, apps = kubernetes.client.CoreV1Api(), kubernetes.client.AppsV1Api()
+    if sys.argv[1:] == ["plant-stale-agent-entry"]:
+        core.create_namespaced_config_map("app", {"metadata": {"name": "telepresence-agents"},
+                                                  "data": {"web-only": json.dumps({"workloadName": "web-only"})}})
     if sys.argv[1:] == ["delete-manager-pods"]:
         for pod in core.list_namespaced_pod(NAMESPACE, label_selector="app=traffic-manager").items:
             core.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
@@ -59,8 +63,17 @@ def main():
         state["releases"] = ["%s:%s" % (s.metadata.name.rsplit(".", 1)[1], s.metadata.labels.get("status"))
                              for s in secrets]
         state["latest_values"] = release_config(secrets[-1]) if secrets else None
-    for config_map in core.list_config_map_for_all_namespaces(field_selector="metadata.name=telepresence-agents").items:
-        state["agents"] += ["%s/%s" % (config_map.metadata.namespace, name) for name in (config_map.data or {})]
+    # Agents are where they run: pods with a traffic-agent container, on both injection paths (facts sheet section 9,
+    # "How agents get into pods, by version"); telepresence-agents ConfigMap entries are reported apart.
+    agents = set()
+    for pod in core.list_pod_for_all_namespaces().items:
+        if any(container.name == "traffic-agent" for container in pod.spec.containers):
+            agents.add("%s/%s" % (pod.metadata.namespace, (pod.metadata.labels or {}).get("app", pod.metadata.name)))
+    state["agents"] = sorted(agents)
+    state["agent_config_map_entries"] = sorted(
+        "%s/%s" % (config_map.metadata.namespace, name)
+        for config_map in core.list_config_map_for_all_namespaces(field_selector="metadata.name=telepresence-agents").items
+        for name in (config_map.data or {}))
     log = os.path.join(os.environ["TP_SANDBOX_DIR"], "calls.log")
     records = []
     if os.path.exists(log):
