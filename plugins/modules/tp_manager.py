@@ -132,7 +132,7 @@ options:
       - With O(state=absent), remove every traffic agent (C(telepresence uninstall --all-agents)) before uninstalling
         the manager.
       - The cluster is searched for agents first (pods with a C(traffic-agent) container, which is where agents run
-        in every version: up to 2.21 the manager patches the workload so its new pods carry one, from 2.22 it evicts
+        in every version; up to 2.21 the manager patches the workload so its new pods carry one, from 2.22 it evicts
         the pods and its webhook injects the agent into their replacements); when there is none, no command runs. An
         entry of a C(telepresence-agents) ConfigMap that no running pod matches is not an agent.
       - C(uninstall) needs a session, so it runs in the connected session when that one uses this manager namespace,

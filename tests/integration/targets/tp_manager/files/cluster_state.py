@@ -2,8 +2,9 @@
 
 Read independently of the module under test (plain kubernetes client), so the playbooks can check that a task
 changed nothing, or exactly what it changed. With the argument ``plant-stale-agent-entry``, first write a
-``telepresence-agents`` ConfigMap entry for web-only in namespace app, as a manager before 2.22 leaves one. With the argument ``delete-manager-pods``, delete the manager's pods
-first (their Deployment replaces them), as a node failure would.
+``telepresence-agents`` ConfigMap entry for web-only in namespace app, as a manager before 2.22 leaves one. With
+the argument ``delete-manager-pods``, delete the manager's pods first (their Deployment replaces them), as a node
+failure would.
 """
 import base64
 import gzip
