@@ -345,7 +345,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import LEAVE_NOT_FOUND_RE
+from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import FEATURES, LEAVE_NOT_FOUND_RE, version_string
 from ansible_collections.devloop.telepresence.plugins.module_utils.censor import protect, remember
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
     TelepresenceCli,
@@ -370,6 +370,9 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, target_owner, target_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
     FAILED_DISPOSITIONS,
+    LIST_FLAGS,
+    MODE_FEATURES,
+    MODES,
     WITHHELD,
     EnvFiles,
     PreflightError,
@@ -377,14 +380,17 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
     env_file_values,
     env_path_problem,
     environment_values,
+    engagement_mode,
+    find_ingest,
     find_own,
     header_list,
     local_port_listening,
     mapping,
     mapping_problems,
     not_json_message,
-    own_intercepts,
+    own_engagements,
     preflight,
+    preflight_workload,
     service_port_problem,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
@@ -414,6 +420,7 @@ def module_spec():
         wait_timeout=dict(type="int", default=30),
         docker=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        mode=dict(type="str", default="intercept", choices=list(MODES)),
     )
 
 
@@ -428,8 +435,10 @@ def validate(module):
     check_dns1123_labels(module, "name", "workload", "service", "namespace")
     check_positive(module, "wait_timeout")
     check_port(module, "port")
-    if params["state"] == "present" and params["port"] is None:
-        module.fail_json(msg="port is required with state=present: the local port (1-65535) the traffic goes to")
+    check_mode_name(module)
+    if params["state"] == "present" and params["port"] is None and params["mode"] != "ingest":
+        module.fail_json(msg="port is required with state=present and mode %s: the local port (1-65535) the traffic "
+                         "goes to" % params["mode"])
     problem = service_port_problem(params["service_port"])
     if problem:
         module.fail_json(msg="service_port %r %s" % (params["service_port"], problem))
@@ -446,6 +455,28 @@ def validate(module):
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_mode_name(module):
+    """replace and ingest take the workload as their argument and name the engagement after it (facts sheet
+    section 5: replace has no --workload; leave takes the ingest's workload), so name and workload must agree."""
+    params = module.params
+    if params["mode"] in ("replace", "ingest") and params["workload"] != params["name"]:
+        module.fail_json(msg="mode %s names the engagement after its workload (telepresence %s <workload>), but name "
+                         "is %s and workload %s: set name to the workload's name, or leave workload unset"
+                         % (params["mode"], params["mode"], params["name"], params["workload"]))
+    if params["mode"] != "intercept" and (params["http_headers"] or params["preview_url"]):
+        module.fail_json(msg="http_headers and preview_url apply to mode intercept only, not %s: remove them"
+                         % params["mode"])
+
+
+def check_mode_supported(caps, mode):
+    """Refuse a mode the client does not have, naming the version that brings it (before any change)."""
+    feature = MODE_FEATURES.get(mode)
+    if feature and not caps.has(feature):
+        raise Refused("mode %s needs a Telepresence client %s or newer (telepresence %s), but the client is %s: "
+                      "upgrade the client (tp_binary version) or use mode intercept"
+                      % (mode, version_string(FEATURES[feature][0]), mode, caps.version_string))
 
 
 def check_env_file_targets(module):
@@ -483,9 +514,9 @@ def unsupported(module, what, why):
 # reading
 # ---------------------------------------------------------------------------------------------------------------
 
-def run_listing(module, runner, namespace):
+def run_listing(module, runner, namespace, flags=("--intercepts",)):
     """``list`` in the intercept's namespace; every environment value in it becomes a no-log value first."""
-    args = ["list", "--namespace", namespace, "--intercepts"]
+    args = ["list", "--namespace", namespace] + list(flags)
     try:
         data = runner.run_json(args)
     except TelepresenceError as exc:
@@ -511,15 +542,46 @@ def scrubbed(module, exc, args):
     return exc
 
 
-def find_existing(module, runner, params, owners, intercept_id=None):
-    data = run_listing(module, runner, params["namespace"])
-    return find_own(data, params["name"], owners, intercept_id)
+def find_existing(module, runner, params, owners, intercept_id=None, modes=None):
+    """This client's engagement named ``name`` as ``(normalised, raw)`` (its ``mode`` set), or ``(None, None)``.
+
+    ``list`` is filtered to the wanted mode (facts sheet section 3). When ``status`` names the engagement in
+    another mode (``modes``: name -> mode, see read_own_status), or names it at all while a mode other than
+    intercept is wanted, it is looked for under every filter the client has, so a change of mode is seen.
+    """
+    mode, namespace = params["mode"], params["namespace"]
+    if mode == "ingest":
+        return find_ingest(run_listing(module, runner, namespace, [LIST_FLAGS["ingest"]]), params["workload"],
+                           namespace)
+    data = run_listing(module, runner, namespace, [LIST_FLAGS[mode]])
+    found, raw = find_own(data, params["name"], owners, intercept_id)
+    known = (modes or {}).get(params["name"])
+    if found is None and not intercept_id and params["name"] in (owners or {}) and known != mode \
+            and (known or mode != "intercept"):
+        caps = runner.capabilities()
+        flags = [LIST_FLAGS[item] for item in MODES
+                 if item != "ingest" and (item not in MODE_FEATURES or caps.has(MODE_FEATURES[item]))]
+        data = run_listing(module, runner, namespace, flags)
+        found, raw = find_own(data, params["name"], owners)
+        if found is not None:
+            found["mode"] = engagement_mode(raw) or known
+            return found, raw
+    if found is not None:
+        # Found under this mode's filter: the mode is that one unless list or status says otherwise.
+        found["mode"] = engagement_mode(raw) or known or mode
+    return found, raw
 
 
 def read_own_status(runner):
-    """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call."""
+    """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call.
+
+    The status also gets ``modes``: name -> replace/wiretap for engagements ``status`` lists apart, else None.
+    """
     raw = read_status_json(runner)
-    return normalize_status(raw), own_intercepts(raw)
+    status = normalize_status(raw)
+    engagements = own_engagements(raw)
+    status["modes"] = {name: mode for name, (_client, mode) in engagements.items()}
+    return status, {name: client for name, (client, _mode) in engagements.items()}
 
 
 def plan_connection(runner, status, params):
@@ -537,7 +599,8 @@ def plan_connection(runner, status, params):
     if differences(status, ConnectionSpec.from_params(params, namespace="")):
         return "reconnected", spec, None
     caps = runner.capabilities()
-    return ("none" if caps.has("intercept_namespace") else "reconnected"), spec, caps
+    feature = "ingest_namespace" if params["mode"] == "ingest" else "intercept_namespace"
+    return ("none" if caps.has(feature) else "reconnected"), spec, caps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -558,15 +621,30 @@ def leave(runner, caps, name, namespace):
 
 
 def intercept_args(params, caps, target, headers, env_files):
-    args = ["intercept", params["name"], "--workload", params["workload"], "--service", target["service"],
-            "--port", "%s:%s" % (params["port"], params["service_port"]),
-            "--mount=%s" % ("true" if params["mount"] else "false")]
-    if caps.has("intercept_namespace"):
+    """The argv of the engaging command, per mode (facts sheet section 5 and its "Sibling commands").
+
+    intercept and wiretap: ``<name> --workload --service --port <local>:<service port>``; replace: ``<workload>
+    --port <local>:<container port>`` (no --workload/--service); ingest: ``<workload>`` and no --port or
+    --detailed-output, which 2.24's ingest does not have. --namespace: 2.28 for the first three, 2.29 for ingest.
+    """
+    mode = params["mode"]
+    mount = "--mount=%s" % ("true" if params["mount"] else "false")
+    port = "%s:%s" % (params["port"], params["service_port"])
+    if mode == "ingest":
+        args = ["ingest", params["workload"], mount]
+    elif mode == "replace":
+        args = ["replace", params["workload"], "--port", port, mount]
+    else:
+        args = [mode, params["name"], "--workload", params["workload"], "--service", target["service"],
+                "--port", port, mount]
+    if caps.has("ingest_namespace" if mode == "ingest" else "intercept_namespace"):
         args += ["--namespace", params["namespace"]]
     if env_files.temp_path("env_file"):
         args += ["--env-file", env_files.temp_path("env_file")]
     if env_files.temp_path("env_json"):
         args += ["--env-json", env_files.temp_path("env_json")]
+    if mode == "ingest":
+        return args
     if caps.has("http_filters"):
         for header in headers:
             args += ["--http-header", header]
@@ -603,10 +681,11 @@ def decode_secret_output(module, runner, result, name):
     remember(module, environment_values(data))
     if payload is not None and not payload.error and result.rc == 0:
         return data if isinstance(data, dict) else {}
+    command = [module.params["mode"]]
     if payload is None:
-        message = not_json_message(["intercept"], result.rc, result.stderr)
+        message = not_json_message(command, result.rc, result.stderr)
     else:
-        message = payload.error or failure_message(["intercept"], "", result.stderr, result.rc)
+        message = payload.error or failure_message(command, "", result.stderr, result.rc)
     error = TelepresenceError
     if ALREADY_EXISTS_TEXT in message:
         error = AlreadyExists
@@ -689,19 +768,35 @@ def missing_env_files(params):
 # states
 # ---------------------------------------------------------------------------------------------------------------
 
+def target_of(params):
+    """The pre-flight of the mode: the Service port for intercept and wiretap, the container port for replace."""
+    kube = Kube.from_params(params)
+    if params["mode"] == "replace":
+        return preflight_workload(kube, params["namespace"], params["workload"], params["service_port"])
+    if params["mode"] == "ingest":
+        return preflight_workload(kube, params["namespace"], params["workload"])
+    return preflight(kube, params["namespace"], params["workload"], params["service"], params["service_port"])
+
+
 def present(module, runner, headers, result):
     params = module.params
     if params["preview_url"]:
         unsupported(module, "preview_url", "no open-source Telepresence client has intercept --preview-url")
-    target = preflight(Kube.from_params(params), params["namespace"], params["workload"], params["service"],
-                       params["service_port"])
-    check_local(module)
+    caps = None
+    if params["mode"] != "intercept":
+        # the one version call an intercept does not need: the mode is refused before anything else runs
+        caps = runner.capabilities()
+        check_mode_supported(caps, params["mode"])
+    target = target_of(params)
+    if params["mode"] != "ingest":
+        check_local(module)
     status, owners = read_own_status(runner)
-    connection, spec, caps = plan_connection(runner, status, params)
+    connection, spec, planned_caps = plan_connection(runner, status, params)
+    caps = caps or planned_caps
     existing = raw = None
     if connection == "none":
-        existing, raw = find_existing(module, runner, params, owners)
-    wanted = {"workload": params["workload"], "namespace": params["namespace"],
+        existing, raw = find_existing(module, runner, params, owners, modes=status["modes"])
+    wanted = {"workload": params["workload"], "namespace": params["namespace"], "mode": params["mode"],
               "service_port": params["service_port"], "local_port": params["port"]}
     action, reasons = decide_present(params, status, connection, existing, wanted, target)
     if headers:
@@ -712,7 +807,7 @@ def present(module, runner, headers, result):
     result.update(connection=connection, action=action,
                   intercept=describe_intercept(existing, raw) if existing else None,
                   diff={"before": before_mapping(existing, connection != "none" and params["name"] in status["intercepts"]),
-                        "after": mapping(True, params["workload"], params["service_port"], params["port"])})
+                        "after": wanted_mapping(params)})
     if reasons:
         result["reasons"] = reasons
     if action == "none" or module.check_mode:
@@ -763,8 +858,15 @@ def decide_present(params, status, connection, existing, wanted, target):
 
 def before_mapping(existing, named_in_status):
     if existing:
-        return mapping(True, existing["workload"], existing["service_port"], existing["local_port"])
+        return mapping(True, existing["workload"], existing["service_port"], existing["local_port"],
+                       existing.get("mode"))
     return mapping(named_in_status)
+
+
+def wanted_mapping(params):
+    if params["mode"] == "ingest":
+        return mapping(True, params["workload"], mode="ingest")
+    return mapping(True, params["workload"], params["service_port"], params["port"], params["mode"])
 
 
 def check_local(module):
@@ -785,12 +887,11 @@ def absent(module, runner, result):
                   diff={"before": mapping(False), "after": mapping(False)})
     if not status["connected"]:
         return
-    existing, raw = find_existing(module, runner, params, owners)
+    existing, raw = find_existing(module, runner, params, owners, modes=status["modes"])
     if existing is None:
         return
     result.update(action="removed", intercept=describe_intercept(existing, raw),
-                  diff={"before": mapping(True, existing["workload"], existing["service_port"], existing["local_port"]),
-                        "after": mapping(False)})
+                  diff={"before": before_mapping(existing, True), "after": mapping(False)})
     if module.check_mode:
         result["changed"] = True
         return
