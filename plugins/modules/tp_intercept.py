@@ -564,7 +564,8 @@ def find_existing(module, runner, params, owners, intercept_id=None, modes=None)
         data = run_listing(module, runner, namespace, flags)
         found, raw = find_own(data, params["name"], owners)
         if found is not None:
-            found["mode"] = engagement_mode(raw) or known
+            # not under this mode's filter, so of another mode, even when neither list nor status says which
+            found["mode"] = engagement_mode(raw) or known or "unknown"
             return found, raw
     if found is not None:
         # Found under this mode's filter: the mode is that one unless list or status says otherwise.
