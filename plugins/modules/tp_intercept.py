@@ -10,6 +10,9 @@ module: tp_intercept
 short_description: Route a workload's Service traffic to a local port with an idempotent Telepresence intercept
 version_added: 0.1.0
 description:
+  - With O(mode), the same engagement can instead be a C(replace) (the container is replaced, Telepresence 2.22+), a
+    C(wiretap) (a read-only copy of the traffic, 2.23+) or an C(ingest) (the workload's environment and volumes, no
+    traffic, 2.21+). A mode the client does not have fails before any change, naming the version that has it.
   - Makes sure an intercept named O(name) routes the traffic of a workload's Service port to a port on this host
     (C(telepresence intercept)), or that there is no such intercept (C(telepresence leave), C(detach) on 2.30+).
   - Before touching Telepresence, checks with the Kubernetes API that the namespace, the workload (Deployment,
@@ -66,7 +69,8 @@ options:
     version_added: 0.1.0
   port:
     description:
-      - Local port (1-65535) the intercepted traffic is sent to. Required with O(state=present).
+      - Local port (1-65535) the intercepted traffic is sent to. Required with O(state=present), except with
+        O(mode=ingest), which sends no traffic.
     type: int
     version_added: 0.1.0
   service_port:
@@ -151,6 +155,29 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  mode:
+    description:
+      - What the engagement does (facts sheet section 5).
+      - V(intercept) (C(telepresence intercept <name> --workload --service --port <port>:<service_port>)) sends the
+        Service port's traffic to O(port).
+      - V(replace) (C(telepresence replace <workload> --port <port>:<service_port>), client 2.22+) replaces the
+        workload's container, and its traffic reaches O(port). O(service_port) names a B(container) port here (name or
+        number), not a Service port, and no Service is needed; O(name) must equal O(workload) (the engagement is
+        named after the workload).
+      - V(wiretap) (C(telepresence wiretap <name> --workload --service --port ...), client 2.23+) leaves the traffic
+        to the cluster and sends a read-only copy to O(port).
+      - V(ingest) (C(telepresence ingest <workload>), client 2.21+) changes no traffic; it gives the workload's
+        environment (O(env_file), O(env_json)) and volumes; O(port) and O(service_port) are not used, and O(name)
+        must equal O(workload). C(--namespace) is passed to C(ingest) from 2.29 (2.28 for the other modes).
+      - The same name engaged in another mode is left and engaged again in this one. How 2.24 reports the mode in
+        C(status) and C(list) is not verified; the module reads the C(replace)/C(wiretap) markers of C(list) and
+        the C(replacements)/C(wiretaps) lists of C(status) when they are there, and otherwise tells the modes apart
+        by the C(list) filters (C(--intercepts), C(--replacements), C(--wiretaps), C(--ingests)).
+      - O(http_headers) and O(preview_url) apply to V(intercept) only.
+    type: str
+    choices: [intercept, replace, wiretap, ingest]
+    default: intercept
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes sure the intercept exists with this mapping and is active.
@@ -216,6 +243,30 @@ EXAMPLES = r"""
       x-dev-user: alice
     strict: true
 
+- name: Replace fresh-app's container; its container port http (8080) traffic reaches local port 8000 (2.22+)
+  devloop.telepresence.tp_intercept:
+    name: fresh-app
+    namespace: app
+    mode: replace
+    port: 8000
+    service_port: http
+
+- name: Get a copy of web-only's traffic on local port 8001, the cluster still answers (2.23+)
+  devloop.telepresence.tp_intercept:
+    name: web-only-tap
+    workload: web-only
+    namespace: app
+    mode: wiretap
+    port: 8001
+    service_port: web
+
+- name: Only the workload's environment, written to a 0600 file; no traffic changes (2.21+)
+  devloop.telepresence.tp_intercept:
+    name: secret-app
+    namespace: app
+    mode: ingest
+    env_file: "{{ playbook_dir }}/.env.secret-app"
+
 - name: Remove the intercept (the seed workflow's tp:leave)
   devloop.telepresence.tp_intercept:
     name: fresh-app
@@ -242,6 +293,7 @@ intercept:
   sample:
     id: 4f7c0c58-3a0e-4c5e-9a43-1b0c2b7e1a11:fresh-app
     name: fresh-app
+    mode: intercept
     disposition: ACTIVE
     message: null
     client: dev@laptop
@@ -260,8 +312,15 @@ intercept:
       description: The intercept's ID.
       type: str
     name:
-      description: The intercept's name.
+      description: The intercept's name (for V(replace) and V(ingest), the workload's).
       type: str
+    mode:
+      description:
+        - V(intercept), V(replace), V(wiretap) or V(ingest).
+        - V(unknown) for an engagement of this name that C(list) shows only under another mode's filter and that
+          neither C(list) nor C(status) names the mode of (it is then left and engaged again).
+      type: str
+      version_added: 0.1.0
     disposition:
       description: Its state as the traffic manager reports it, for example V(ACTIVE) or V(WAITING).
       type: str
@@ -313,7 +372,9 @@ connection:
   choices: [none, connected, reconnected]
   sample: none
 command:
-  description: The argv of the acting CLI call (C(intercept), or C(leave)/C(detach) for O(state=absent)), or null.
+  description:
+    - The argv of the acting CLI call (C(intercept), C(replace), C(wiretap) or C(ingest), or C(leave)/C(detach) for
+      O(state=absent)), or null.
   returned: always
   type: list
   elements: str
@@ -332,7 +393,9 @@ reasons:
   elements: str
   sample: ["local port 8000, wanted 8001"]
 diff:
-  description: The intercept's presence and mapping before and after, when diff mode is on.
+  description:
+    - The intercept's presence and mapping before and after, when diff mode is on.
+    - A C(mode) key is there for the modes other than V(intercept).
   returned: when diff mode is on
   type: dict
   sample:
