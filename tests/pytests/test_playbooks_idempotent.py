@@ -12,12 +12,12 @@ from workflow_support import BIN, ROOT, read_summary, recap, run
 SEQUENCE = [
     ("setup", ["client", "manager"]),
     ("connect", ["client", "connection"]),
-    ("intercept", ["client", "connection", "intercept"]),
-    ("leave", ["leave"]),
+    ("intercept", ["client", "connection", "intercept", "intercepts"]),
+    ("leave", ["intercepts", "leave"]),
     ("quit", ["quit"]),
     ("status", ["status"]),
     ("uninstall", ["manager"]),
-    ("dev_setup", ["client", "connection", "intercept", "manager"]),
+    ("dev_setup", ["client", "connection", "intercept", "intercepts", "manager"]),
 ]
 # The first run of status only reads.
 READ_ONLY = {"status"}
