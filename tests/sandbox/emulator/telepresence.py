@@ -1674,8 +1674,8 @@ def workload_info(deployment, intercepts, extras, session, kind="Deployment", in
                 if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
     info["_modes"] = sorted({mode_of(i) for i in mine} | ({"ingest"} if ingested else set()))
     if ingested:
-        info["ingest_info" if since(2, 22) else "ingest_infos"] = [{k: v for k, v in item.items() if v}
-                                                                  for item in ingested]
+        key = "ingest_info" if since(2, 22) else "ingest_infos"
+        info[key] = [{k: v for k, v in item.items() if v} for item in ingested]
     if since(2, 22):
         if has_agent(deployment):
             info["agent_version"] = agent_version_of(deployment)
