@@ -442,7 +442,7 @@ def mapping_problems(existing, wanted, target):
         problems.append("mode %s, wanted %s" % (existing["mode"], wanted_mode))
     if wanted_mode == "ingest":
         # an ingest maps no port: its workload and namespace are the whole mapping
-        return problems + [problem for problem in _place_problems(existing, wanted)]
+        return problems + _place_problems(existing, wanted)
     problems.extend(_place_problems(existing, wanted))
     if existing.get("local_port") != wanted["local_port"]:
         problems.append("local port %s, wanted %s" % (existing.get("local_port"), wanted["local_port"]))

@@ -88,7 +88,7 @@ def test_two_intercepts_active_together_each_to_its_local_server(sandbox, locals
         {"service": "fresh-app", "local_port": one.port},
         {"service": "web-only", "service_port": "web", "local_port": two.port}]}
     playbook("setup", sandbox)
-    first, _ = playbook("intercept", sandbox, entries)
+    first = playbook("intercept", sandbox, entries)[0]
     assert first["changed"] > 0
     summary = read_summary(sandbox)
     assert [(item["intercept"]["name"], item["intercept"]["disposition"], item["action"])
@@ -98,12 +98,12 @@ def test_two_intercepts_active_together_each_to_its_local_server(sandbox, locals
     assert body(sandbox["TP_SANDBOX_TRAFFIC_FRESH_APP"]) == "local: one\n"
     assert body(sandbox["TP_SANDBOX_TRAFFIC_WEB_ONLY"]) == "local: two\n"
     assert body(sandbox["TP_SANDBOX_TRAFFIC_NUMERIC_PORT"]) == "cluster: numeric-port.app\n"
-    again, _ = playbook("intercept", sandbox, entries)
+    again = playbook("intercept", sandbox, entries)[0]
     assert again["changed"] == 0
     assert [item["action"] for item in read_summary(sandbox)["intercepts"]] == ["none", "none"]
     playbook("status", sandbox)
     assert sorted(item["name"] for item in read_summary(sandbox)["status"]["intercepts"]) == ["fresh-app", "web-only"]
-    left, _ = playbook("leave", sandbox, entries)
+    left = playbook("leave", sandbox, entries)[0]
     assert left["changed"] > 0 and state(sandbox)["intercepts"] == []
     assert [item["action"] for item in read_summary(sandbox)["intercepts"]] == ["removed", "removed"]
     assert body(sandbox["TP_SANDBOX_TRAFFIC_FRESH_APP"]) == "cluster: fresh-app.app\n"

@@ -12,8 +12,11 @@ import pytest
 
 from ansible_collections.devloop.telepresence.plugins.modules import tp_intercept
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules import test_tp_intercept as base
+# binary, clock, isolation and run are fixtures: importing them is what makes pytest use them here.
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.test_tp_intercept import (  # noqa: F401
-    STATUS, TAIL, Failed, binary, clock, connected, detailed, info, isolation, listing, ok, output_err, run, version)
+    STATUS, TAIL, Failed, connected, detailed, info, listing, ok, output_err, version)
+from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.test_tp_intercept import (  # noqa: F401 pylint: disable=unused-import
+    binary, clock, isolation, run)
 
 LIST = ["list", "--namespace", "app"]
 JSON = ["--output", "json"]
