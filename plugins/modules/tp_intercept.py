@@ -793,7 +793,9 @@ def wait_active(module, runner, caps, params, intercept_id):
 
 
 def concurrent_twin(module, runner, params, wanted, target):
-    """After ``already exists``: the intercept another run of this client made meanwhile, as wanted, or None.
+    """After ``already exists``: ``(twin, unlisted)``. ``twin`` is the intercept another run of this client made
+    meanwhile, as wanted, or None; ``unlisted`` is true when ``status`` names the engagement as this client's but
+    ``list`` under this mode's filter does not show it (so it may be of another mode, see :func:`other_mode`).
 
     Two runs that both found no intercept both create it, and the CLI refuses the second. When the one there now
     is this client's, maps the same and has the env files asked for, the task's goal is met: wait until it is
@@ -801,12 +803,14 @@ def concurrent_twin(module, runner, params, wanted, target):
     """
     _status, owners = read_own_status(runner)
     if params["name"] not in owners:
-        return None
+        return None, False
     found, raw = find_existing(module, runner, params, owners)
-    if found is None or not same_client(found, owners[params["name"]]):
-        return None
+    if found is None:
+        return None, True
+    if not same_client(found, owners[params["name"]]):
+        return None, False
     if mapping_problems(found, wanted, target) or missing_env_files(params):
-        return None
+        return None, False
     if not is_active(found):
         found, raw = poll_active(module, runner, params, found["id"])
         if not is_active(found):
@@ -815,7 +819,32 @@ def concurrent_twin(module, runner, params, wanted, target):
                                     "It was left to the run that created it; check the workload's traffic-agent "
                                     "(telepresence list, the pod's events) and retry, or raise wait_timeout"
                                     % (params["name"], params["wait_timeout"], not_active_reason(found)))
-    return found, raw
+    return (found, raw), False
+
+
+def other_mode(module, runner, caps, params):
+    """After ``already exists``, when no engagement of this mode has the name: this client's engagement of that name
+    in another mode, or None.
+
+    Where ``status`` lists replaces and wiretaps among the intercepts (facts sheet section 2, UNVERIFIED), nothing
+    before ``intercept`` showed the name to be a wiretap or replace; ``list`` under every filter does.
+    """
+    flags = [LIST_FLAGS[item] for item in MODES
+             if item != "ingest" and (item not in MODE_FEATURES or caps.has(MODE_FEATURES[item]))]
+    data = run_listing(module, runner, params["namespace"], flags)
+    found, raw = find_own(data, params["name"], {params["name"]: None})
+    if found is None:
+        return None
+    found["mode"] = engagement_mode(raw) or "unknown"
+    return found if found["mode"] != params["mode"] else None
+
+
+def engage_again(module, runner, caps, params, target, headers, other, result):
+    """Leave the engagement of another mode and make this one; the result says why."""
+    leave(runner, caps, params["name"], params["namespace"])
+    result.update(action="recreated", reasons=["mode %s, wanted %s" % (other["mode"], params["mode"])])
+    result["diff"]["before"] = before_mapping(other, True)
+    return create(module, runner, caps, params, target, headers)
 
 
 def same_client(found, client):
@@ -889,9 +918,16 @@ def present(module, runner, headers, result):
     try:
         argv, detailed = create(module, runner, caps, params, target, headers)
     except AlreadyExists:
-        twin = concurrent_twin(module, runner, params, wanted, target)
-        if twin is None:
+        twin, unlisted = concurrent_twin(module, runner, params, wanted, target)
+        other = other_mode(module, runner, caps, params) if unlisted else None
+        if twin is None and other is None:
             raise
+        if other is not None:
+            argv, detailed = engage_again(module, runner, caps, params, target, headers, other, result)
+            found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
+            result.update(changed=True, command=argv,
+                          intercept=describe_intercept(found, raw, detailed, mount_requested=params["mount"]))
+            return
         # Made by a concurrent run: this task changed the intercept no more than a re-run would have.
         result.pop("reasons", None)
         result["diff"]["before"] = result["diff"]["after"]

@@ -8,6 +8,8 @@ Uses the scripted process and fake cluster of test_tp_intercept.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.devloop.telepresence.plugins.modules import tp_intercept
@@ -210,6 +212,28 @@ def test_intercept_listed_among_status_intercepts_becomes_a_wiretap(run):
                ok(LIST + ["--wiretaps"] + JSON, listing("2.24", tapped("wiretap"))))
     assert done.result["reasons"] == ["mode unknown, wanted wiretap"]
     assert done.result["intercept"]["mode"] == "wiretap"
+
+
+def test_wiretap_among_status_intercepts_found_after_already_exists(run, binary):
+    """status lumps the wiretap among the intercepts: only `already exists` and list under every filter reveal it."""
+    listed = LIST + ["--intercepts"] + JSON
+    done = run({"port": 8000},
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(listed, listing("2.24")),
+               version("2.24"),
+               base.fail(base.INTERCEPT_BASE + TAIL, out=json.dumps({
+                   "cmd": "intercept", "err": 'connector.CreateIntercept: Intercept with name "fresh-app" already '
+                                             'exists'})),
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(listed, listing("2.24")),
+               ok(LIST + ["--intercepts", "--replacements", "--wiretaps"] + JSON, listing("2.24", tapped("wiretap"))),
+               ok(["leave", "fresh-app"]),
+               ok(base.INTERCEPT_BASE + TAIL, detailed()),
+               ok(listed, listing("2.24", info())))
+    result = done.result
+    assert (result["changed"], result["action"], result["reasons"]) == (True, "recreated",
+                                                                        ["mode wiretap, wanted intercept"])
+    assert result["command"] == [binary] + base.INTERCEPT_BASE + TAIL and result["intercept"]["mode"] == "intercept"
 
 
 def test_check_mode_change_of_mode_reports_recreated_and_the_diff(run):
