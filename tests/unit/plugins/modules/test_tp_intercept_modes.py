@@ -214,6 +214,9 @@ def test_intercept_listed_among_status_intercepts_becomes_a_wiretap(run):
     assert done.result["intercept"]["mode"] == "wiretap"
 
 
+EXISTS = 'connector.CreateIntercept: Intercept with name "fresh-app" already exists'
+
+
 def test_wiretap_among_status_intercepts_found_after_already_exists(run, binary):
     """status lumps the wiretap among the intercepts: only `already exists` and list under every filter reveal it."""
     listed = LIST + ["--intercepts"] + JSON
@@ -221,9 +224,7 @@ def test_wiretap_among_status_intercepts_found_after_already_exists(run, binary)
                ok(STATUS, connected(intercepts=["fresh-app"])),
                ok(listed, listing("2.24")),
                version("2.24"),
-               base.fail(base.INTERCEPT_BASE + TAIL, out=json.dumps({
-                   "cmd": "intercept", "err": 'connector.CreateIntercept: Intercept with name "fresh-app" already '
-                                             'exists'})),
+               base.fail(base.INTERCEPT_BASE + TAIL, out=json.dumps({"cmd": "intercept", "err": EXISTS})),
                ok(STATUS, connected(intercepts=["fresh-app"])),
                ok(listed, listing("2.24")),
                ok(LIST + ["--intercepts", "--replacements", "--wiretaps"] + JSON, listing("2.24", tapped("wiretap"))),
