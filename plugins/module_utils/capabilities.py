@@ -31,6 +31,7 @@ FEATURES = {
     "intercept_namespace": ((2, 28, 0), "intercept/replace/wiretap --namespace"),
     "format_flag": ((2, 29, 0), "global --format json|yaml (--output deprecated)"),
     "leave_namespace": ((2, 29, 0), "leave --namespace"),
+    "ingest_namespace": ((2, 29, 0), "ingest --namespace"),
     "detach": ((2, 30, 0), "detach replaces leave (leave stays as a hidden alias)"),
 }
 

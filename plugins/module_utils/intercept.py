@@ -19,7 +19,8 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.common import
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import read_nofollow, write_private
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError, KubeNotFound
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import (normalize_intercept,
-                                                                                  port_identifier_base, raw_intercepts)
+                                                                                  port_identifier_base, raw_intercepts,
+                                                                                  workloads_from_list)
 from ansible_collections.devloop.telepresence.plugins.module_utils.tempfiles import private_dir
 
 # Kubernetes port names (IANA_SVC_NAME): at most 15 of [a-z0-9-], a letter among them, no leading, trailing
@@ -34,6 +35,15 @@ WITHHELD = "(withheld: this command's output can hold the workload's environment
 NOT_JSON_WITHHELD = "(withheld: it may hold the workload's environment)"
 # Dispositions after which waiting is pointless (facts sheet section 3).
 FAILED_DISPOSITIONS = frozenset(("NO_MECHANISM", "NO_PORTS", "AGENT_ERROR", "BAD_ARGS", "REMOVED"))
+
+
+# Engagement modes (facts sheet section 5): the capability that gates each, and the list filter flag that shows it
+# (section 3: -i/-r/-t/-g are OR-ed into a bitmask).
+MODES = ("intercept", "replace", "wiretap", "ingest")
+MODE_FEATURES = {"replace": "replace", "wiretap": "wiretap", "ingest": "ingest"}
+LIST_FLAGS = {"intercept": "--intercepts", "replace": "--replacements", "wiretap": "--wiretaps", "ingest": "--ingests"}
+# The status keys of this client's engagements (section 2: 2.27+ splits them; 2.24 UNVERIFIED).
+STATUS_KEYS = (("intercepts", None), ("replacements", "replace"), ("wiretaps", "wiretap"))
 
 
 class PreflightError(TaskError):
@@ -116,6 +126,36 @@ def preflight(kube, namespace, workload, service=None, service_port="http"):
     port = find_port(chosen, namespace, service_port)
     return {"workload_kind": kind, "service": name_of(chosen), "port_name": port.get("name") or None,
             "port_number": port.get("port")}
+
+
+def preflight_workload(kube, namespace, workload, container_port=None):
+    """The pre-flight of replace (``container_port``: the container port it takes over) and ingest (none).
+
+    Neither needs a Service: replace's ``--port`` identifiers are container ports and ingest takes no port
+    (facts sheet section 5, "Sibling commands").
+    """
+    check_namespace(kube, namespace)
+    kind, obj = find_workload(kube, namespace, workload)
+    result = {"workload_kind": kind, "service": None, "port_name": None, "port_number": None}
+    if container_port is not None:
+        port = find_container_port(obj, namespace, workload, container_port)
+        result.update(port_name=port.get("name") or None, port_number=port.get("containerPort"))
+    return result
+
+
+def find_container_port(workload_obj, namespace, workload, identifier):
+    identifier = str(identifier)
+    containers = ((workload_obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    ports = [port for container in containers if container.get("name") != "traffic-agent"
+             for port in container.get("ports") or []]
+    for port in ports:
+        if identifier in (port.get("name"), str(port.get("containerPort"))):
+            return port
+    described = ", ".join("%s(%s)" % (port["name"], port.get("containerPort")) if port.get("name")
+                          else str(port.get("containerPort")) for port in ports) or "none"
+    raise PreflightError("workload %s/%s has container ports %s, no container port %s; mode replace takes container "
+                         "ports (not Service ports): set service_port to one of them"
+                         % (namespace, workload, described, identifier))
 
 
 def check_namespace(kube, namespace):
@@ -242,16 +282,63 @@ def own_intercepts(status):
 
     ``list`` shows every client's intercepts; ``status`` names only this client's (facts sheet section 2).
     """
+    return {name: client for name, (client, _mode) in own_engagements(status).items()}
+
+
+def own_engagements(status):
+    """``{name: (client, mode)}`` of this client's intercepts, replaces and wiretaps from raw ``status`` JSON.
+
+    ``mode`` is None for names under ``intercepts``: whether 2.24 lists replaces and wiretaps apart (like the
+    2.27+ ``replacements``/``wiretaps``) or among the intercepts is UNVERIFIED (facts sheet section 2).
+    """
     status = status if isinstance(status, dict) else {}
     found = {}
     for connection in status.get("connections") or []:
-        found.update(own_intercepts(connection))
+        found.update(own_engagements(connection))
     for key in ("user_daemon", "daemon"):
         daemon = status.get(key)
-        for item in (daemon.get("intercepts") if isinstance(daemon, dict) else None) or []:
-            if isinstance(item, dict) and item.get("name"):
-                found[item["name"]] = item.get("client") or None
+        if not isinstance(daemon, dict):
+            continue
+        for status_key, mode in STATUS_KEYS:
+            for item in daemon.get(status_key) or []:
+                if isinstance(item, dict) and item.get("name"):
+                    found[item["name"]] = (item.get("client") or None, mode)
     return found
+
+
+def engagement_mode(raw):
+    """replace or wiretap from a list ``intercept_info`` element or the detailed output, else None (unknown).
+
+    The ``replace``/``wiretap`` booleans are UNVERIFIED for 2.24 (facts sheet sections 3 and 5); a spec without
+    them says nothing, since Go's omitempty drops false too.
+    """
+    raw = raw if isinstance(raw, dict) else {}
+    spec = raw.get("spec") if isinstance(raw.get("spec"), dict) else {}
+    for mode in ("replace", "wiretap"):
+        if spec.get(mode) is True or raw.get(mode) is True:
+            return mode
+    return None
+
+
+def find_ingest(data, workload, namespace):
+    """This workload's ingest in ``list --ingests`` output as ``(normalised, raw)``, or ``(None, None)``.
+
+    ``ingest_info`` (``ingest_infos`` before 2.22, UNVERIFIED) holds ``{"workload", "container", ...}`` (facts
+    sheet section 3); an ingest has no disposition, so one that is listed is reported ACTIVE.
+    """
+    for item in workloads_from_list(data):
+        infos = item.get("ingest_info")
+        if infos is None:
+            infos = item.get("ingest_infos")
+        for info in infos or []:
+            if isinstance(info, dict) and (info.get("workload") or item.get("name")) == workload \
+                    and (item.get("namespace") or namespace) == namespace:
+                return {"id": None, "name": workload, "disposition": "ACTIVE", "message": None, "client": None,
+                        "workload": workload, "workload_kind": item.get("workload_resource_type") or None,
+                        "namespace": namespace, "service": None, "service_port": None, "local_port": None,
+                        "target_host": None, "environment_names": [], "mount": None, "mode": "ingest",
+                        "container": info.get("container") or None}, info
+    return None, None
 
 
 def find_own(data, name, owners=None, intercept_id=None):
@@ -329,12 +416,19 @@ def env_file_values(path):
     return secret_values(environment)
 
 
-def mapping(present, workload=None, service_port=None, local_port=None):
-    """The part of an intercept that decides whether it can stay: the diff's before/after."""
+def mapping(present, workload=None, service_port=None, local_port=None, mode=None):
+    """The part of an intercept that decides whether it can stay: the diff's before/after.
+
+    ``mode`` is shown only for the other modes, so an intercept's diff reads as before modes existed.
+    """
     if not present:
-        return {"present": False, "workload": None, "service_port": None, "local_port": None}
-    return {"present": True, "workload": workload, "service_port": None if service_port is None else str(service_port),
-            "local_port": local_port}
+        shown = {"present": False, "workload": None, "service_port": None, "local_port": None}
+    else:
+        shown = {"present": True, "workload": workload,
+                 "service_port": None if service_port is None else str(service_port), "local_port": local_port}
+    if mode and mode != "intercept":
+        shown["mode"] = mode
+    return shown
 
 
 def mapping_problems(existing, wanted, target):
@@ -343,19 +437,32 @@ def mapping_problems(existing, wanted, target):
     ``target`` is the pre-flight result: a port requested by number matches an intercept that reports its name.
     """
     problems = []
-    if existing.get("workload") != wanted["workload"]:
-        problems.append("workload %s, wanted %s" % (existing.get("workload"), wanted["workload"]))
-    if existing.get("namespace") and existing["namespace"] != wanted["namespace"]:
-        problems.append("namespace %s, wanted %s" % (existing["namespace"], wanted["namespace"]))
+    wanted_mode = wanted.get("mode") or "intercept"
+    if existing.get("mode") and existing["mode"] != wanted_mode:
+        problems.append("mode %s, wanted %s" % (existing["mode"], wanted_mode))
+    if wanted_mode == "ingest":
+        # an ingest maps no port: its workload and namespace are the whole mapping
+        return problems + _place_problems(existing, wanted)
+    problems.extend(_place_problems(existing, wanted))
     if existing.get("local_port") != wanted["local_port"]:
         problems.append("local port %s, wanted %s" % (existing.get("local_port"), wanted["local_port"]))
     reported = port_identifier_base(existing.get("service_port"))
     accepted = {port_identifier_base(wanted["service_port"]), str(target.get("port_name")),
                 str(target.get("port_number"))}
     if reported is not None and reported not in accepted:
-        problems.append("service port %s, wanted %s" % (reported, wanted["service_port"]))
+        problems.append("%s %s, wanted %s" % ("container port" if wanted_mode == "replace" else "service port",
+                                              reported, wanted["service_port"]))
     if existing.get("service") and target.get("service") and existing["service"] != target["service"]:
         problems.append("service %s, wanted %s" % (existing["service"], target["service"]))
+    return problems
+
+
+def _place_problems(existing, wanted):
+    problems = []
+    if existing.get("workload") != wanted["workload"]:
+        problems.append("workload %s, wanted %s" % (existing.get("workload"), wanted["workload"]))
+    if existing.get("namespace") and existing["namespace"] != wanted["namespace"]:
+        problems.append("namespace %s, wanted %s" % (existing["namespace"], wanted["namespace"]))
     return problems
 
 
@@ -378,6 +485,7 @@ def describe_intercept(normalised, raw=None, detailed=None, mount_requested=None
     return {
         "id": merged.get("id"),
         "name": merged.get("name"),
+        "mode": merged.get("mode") or engagement_mode(raw) or engagement_mode(detailed) or "intercept",
         "disposition": merged.get("disposition"),
         "message": merged.get("message"),
         "client": merged.get("client"),

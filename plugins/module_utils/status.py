@@ -75,9 +75,25 @@ def normalize_status(data, client_version=None):
         "root_daemon_version": strip_v(root.get("version")),
         "manager_version": strip_v(manager.get("version")),
         "traffic_agent": manager.get("traffic_agent") or None,
-        "intercepts": [item.get("name") for item in user.get("intercepts") or [] if isinstance(item, dict)],
+        "intercepts": engagement_names(user),
         "connections": 1 if user.get("running") else 0,
     }
+
+
+def engagement_names(user):
+    """The names of every engagement of this client: intercepts, then replaces, wiretaps and ingests.
+
+    2.27+ lists ``replacements`` and ``wiretaps`` (``{"name","client"}``) and ``ingests`` (``{"workload",...}``,
+    named after the workload, as ``leave`` takes it) apart from ``intercepts``; 2.24 may list them among the
+    intercepts (facts sheet section 2, UNVERIFIED), which reads the same here.
+    """
+    names = []
+    for key, field in (("intercepts", "name"), ("replacements", "name"), ("wiretaps", "name"),
+                       ("ingests", "workload")):
+        for item in user.get(key) or []:
+            if isinstance(item, dict) and item.get(field) and item[field] not in names:
+                names.append(item[field])
+    return names
 
 
 def _first_connected(connections):

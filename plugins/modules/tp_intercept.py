@@ -10,6 +10,9 @@ module: tp_intercept
 short_description: Route a workload's Service traffic to a local port with an idempotent Telepresence intercept
 version_added: 0.1.0
 description:
+  - With O(mode), the same engagement can instead be a C(replace) (the container is replaced, Telepresence 2.22+), a
+    C(wiretap) (a read-only copy of the traffic, 2.23+) or an C(ingest) (the workload's environment and volumes, no
+    traffic, 2.21+). A mode the client does not have fails before any change, naming the version that has it.
   - Makes sure an intercept named O(name) routes the traffic of a workload's Service port to a port on this host
     (C(telepresence intercept)), or that there is no such intercept (C(telepresence leave), C(detach) on 2.30+).
   - Before touching Telepresence, checks with the Kubernetes API that the namespace, the workload (Deployment,
@@ -66,7 +69,8 @@ options:
     version_added: 0.1.0
   port:
     description:
-      - Local port (1-65535) the intercepted traffic is sent to. Required with O(state=present).
+      - Local port (1-65535) the intercepted traffic is sent to. Required with O(state=present), except with
+        O(mode=ingest), which sends no traffic.
     type: int
     version_added: 0.1.0
   service_port:
@@ -151,6 +155,29 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  mode:
+    description:
+      - What the engagement does (facts sheet section 5).
+      - V(intercept) (C(telepresence intercept <name> --workload --service --port <port>:<service_port>)) sends the
+        Service port's traffic to O(port).
+      - V(replace) (C(telepresence replace <workload> --port <port>:<service_port>), client 2.22+) replaces the
+        workload's container, and its traffic reaches O(port). O(service_port) names a B(container) port here (name or
+        number), not a Service port, and no Service is needed; O(name) must equal O(workload) (the engagement is
+        named after the workload).
+      - V(wiretap) (C(telepresence wiretap <name> --workload --service --port ...), client 2.23+) leaves the traffic
+        to the cluster and sends a read-only copy to O(port).
+      - V(ingest) (C(telepresence ingest <workload>), client 2.21+) changes no traffic; it gives the workload's
+        environment (O(env_file), O(env_json)) and volumes; O(port) and O(service_port) are not used, and O(name)
+        must equal O(workload). C(--namespace) is passed to C(ingest) from 2.29 (2.28 for the other modes).
+      - The same name engaged in another mode is left and engaged again in this one. How 2.24 reports the mode in
+        C(status) and C(list) is not verified; the module reads the C(replace)/C(wiretap) markers of C(list) and
+        the C(replacements)/C(wiretaps) lists of C(status) when they are there, and otherwise tells the modes apart
+        by the C(list) filters (C(--intercepts), C(--replacements), C(--wiretaps), C(--ingests)).
+      - O(http_headers) and O(preview_url) apply to V(intercept) only.
+    type: str
+    choices: [intercept, replace, wiretap, ingest]
+    default: intercept
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes sure the intercept exists with this mapping and is active.
@@ -216,6 +243,30 @@ EXAMPLES = r"""
       x-dev-user: alice
     strict: true
 
+- name: Replace fresh-app's container; its container port http (8080) traffic reaches local port 8000 (2.22+)
+  devloop.telepresence.tp_intercept:
+    name: fresh-app
+    namespace: app
+    mode: replace
+    port: 8000
+    service_port: http
+
+- name: Get a copy of web-only's traffic on local port 8001, the cluster still answers (2.23+)
+  devloop.telepresence.tp_intercept:
+    name: web-only-tap
+    workload: web-only
+    namespace: app
+    mode: wiretap
+    port: 8001
+    service_port: web
+
+- name: Only the workload's environment, written to a 0600 file; no traffic changes (2.21+)
+  devloop.telepresence.tp_intercept:
+    name: secret-app
+    namespace: app
+    mode: ingest
+    env_file: "{{ playbook_dir }}/.env.secret-app"
+
 - name: Remove the intercept (the seed workflow's tp:leave)
   devloop.telepresence.tp_intercept:
     name: fresh-app
@@ -242,6 +293,7 @@ intercept:
   sample:
     id: 4f7c0c58-3a0e-4c5e-9a43-1b0c2b7e1a11:fresh-app
     name: fresh-app
+    mode: intercept
     disposition: ACTIVE
     message: null
     client: dev@laptop
@@ -260,8 +312,15 @@ intercept:
       description: The intercept's ID.
       type: str
     name:
-      description: The intercept's name.
+      description: The intercept's name (for V(replace) and V(ingest), the workload's).
       type: str
+    mode:
+      description:
+        - V(intercept), V(replace), V(wiretap) or V(ingest).
+        - V(unknown) for an engagement of this name that C(list) shows only under another mode's filter and that
+          neither C(list) nor C(status) names the mode of (it is then left and engaged again).
+      type: str
+      version_added: 0.1.0
     disposition:
       description: Its state as the traffic manager reports it, for example V(ACTIVE) or V(WAITING).
       type: str
@@ -313,7 +372,9 @@ connection:
   choices: [none, connected, reconnected]
   sample: none
 command:
-  description: The argv of the acting CLI call (C(intercept), or C(leave)/C(detach) for O(state=absent)), or null.
+  description:
+    - The argv of the acting CLI call (C(intercept), C(replace), C(wiretap) or C(ingest), or C(leave)/C(detach) for
+      O(state=absent)), or null.
   returned: always
   type: list
   elements: str
@@ -332,7 +393,9 @@ reasons:
   elements: str
   sample: ["local port 8000, wanted 8001"]
 diff:
-  description: The intercept's presence and mapping before and after, when diff mode is on.
+  description:
+    - The intercept's presence and mapping before and after, when diff mode is on.
+    - A C(mode) key is there for the modes other than V(intercept).
   returned: when diff mode is on
   type: dict
   sample:
@@ -345,7 +408,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import LEAVE_NOT_FOUND_RE
+from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import FEATURES, LEAVE_NOT_FOUND_RE, version_string
 from ansible_collections.devloop.telepresence.plugins.module_utils.censor import protect, remember
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import (
     TelepresenceCli,
@@ -370,6 +433,9 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, target_owner, target_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
     FAILED_DISPOSITIONS,
+    LIST_FLAGS,
+    MODE_FEATURES,
+    MODES,
     WITHHELD,
     EnvFiles,
     PreflightError,
@@ -377,14 +443,17 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.intercept imp
     env_file_values,
     env_path_problem,
     environment_values,
+    engagement_mode,
+    find_ingest,
     find_own,
     header_list,
     local_port_listening,
     mapping,
     mapping_problems,
     not_json_message,
-    own_intercepts,
+    own_engagements,
     preflight,
+    preflight_workload,
     service_port_problem,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import Kube, KubeError
@@ -414,6 +483,7 @@ def module_spec():
         wait_timeout=dict(type="int", default=30),
         docker=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        mode=dict(type="str", default="intercept", choices=list(MODES)),
     )
 
 
@@ -428,8 +498,10 @@ def validate(module):
     check_dns1123_labels(module, "name", "workload", "service", "namespace")
     check_positive(module, "wait_timeout")
     check_port(module, "port")
-    if params["state"] == "present" and params["port"] is None:
-        module.fail_json(msg="port is required with state=present: the local port (1-65535) the traffic goes to")
+    check_mode_name(module)
+    if params["state"] == "present" and params["port"] is None and params["mode"] != "ingest":
+        module.fail_json(msg="port is required with state=present and mode %s: the local port (1-65535) the traffic "
+                         "goes to" % params["mode"])
     problem = service_port_problem(params["service_port"])
     if problem:
         module.fail_json(msg="service_port %r %s" % (params["service_port"], problem))
@@ -446,6 +518,28 @@ def validate(module):
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_mode_name(module):
+    """replace and ingest take the workload as their argument and name the engagement after it (facts sheet
+    section 5: replace has no --workload; leave takes the ingest's workload), so name and workload must agree."""
+    params = module.params
+    if params["mode"] in ("replace", "ingest") and params["workload"] != params["name"]:
+        module.fail_json(msg="mode %s names the engagement after its workload (telepresence %s <workload>), but name "
+                         "is %s and workload %s: set name to the workload's name, or leave workload unset"
+                         % (params["mode"], params["mode"], params["name"], params["workload"]))
+    if params["mode"] != "intercept" and (params["http_headers"] or params["preview_url"]):
+        module.fail_json(msg="http_headers and preview_url apply to mode intercept only, not %s: remove them"
+                         % params["mode"])
+
+
+def check_mode_supported(caps, mode):
+    """Refuse a mode the client does not have, naming the version that brings it (before any change)."""
+    feature = MODE_FEATURES.get(mode)
+    if feature and not caps.has(feature):
+        raise Refused("mode %s needs a Telepresence client %s or newer (telepresence %s), but the client is %s: "
+                      "upgrade the client (tp_binary version) or use mode intercept"
+                      % (mode, version_string(FEATURES[feature][0]), mode, caps.version_string))
 
 
 def check_env_file_targets(module):
@@ -483,9 +577,9 @@ def unsupported(module, what, why):
 # reading
 # ---------------------------------------------------------------------------------------------------------------
 
-def run_listing(module, runner, namespace):
+def run_listing(module, runner, namespace, flags=("--intercepts",)):
     """``list`` in the intercept's namespace; every environment value in it becomes a no-log value first."""
-    args = ["list", "--namespace", namespace, "--intercepts"]
+    args = ["list", "--namespace", namespace] + list(flags)
     try:
         data = runner.run_json(args)
     except TelepresenceError as exc:
@@ -511,15 +605,47 @@ def scrubbed(module, exc, args):
     return exc
 
 
-def find_existing(module, runner, params, owners, intercept_id=None):
-    data = run_listing(module, runner, params["namespace"])
-    return find_own(data, params["name"], owners, intercept_id)
+def find_existing(module, runner, params, owners, intercept_id=None, modes=None):
+    """This client's engagement named ``name`` as ``(normalised, raw)`` (its ``mode`` set), or ``(None, None)``.
+
+    ``list`` is filtered to the wanted mode (facts sheet section 3). When ``status`` names the engagement in
+    another mode (``modes``: name -> mode, see read_own_status), or names it at all while a mode other than
+    intercept is wanted, it is looked for under every filter the client has, so a change of mode is seen.
+    """
+    mode, namespace = params["mode"], params["namespace"]
+    if mode == "ingest":
+        return find_ingest(run_listing(module, runner, namespace, [LIST_FLAGS["ingest"]]), params["workload"],
+                           namespace)
+    data = run_listing(module, runner, namespace, [LIST_FLAGS[mode]])
+    found, raw = find_own(data, params["name"], owners, intercept_id)
+    known = (modes or {}).get(params["name"])
+    if found is None and not intercept_id and params["name"] in (owners or {}) and known != mode \
+            and (known or mode != "intercept"):
+        caps = runner.capabilities()
+        flags = [LIST_FLAGS[item] for item in MODES
+                 if item != "ingest" and (item not in MODE_FEATURES or caps.has(MODE_FEATURES[item]))]
+        data = run_listing(module, runner, namespace, flags)
+        found, raw = find_own(data, params["name"], owners)
+        if found is not None:
+            # not under this mode's filter, so of another mode, even when neither list nor status says which
+            found["mode"] = engagement_mode(raw) or known or "unknown"
+            return found, raw
+    if found is not None:
+        # Found under this mode's filter: the mode is that one unless list or status says otherwise.
+        found["mode"] = engagement_mode(raw) or known or mode
+    return found, raw
 
 
 def read_own_status(runner):
-    """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call."""
+    """``(normalised status, {name: client} of this client's intercepts)`` from one ``status`` call.
+
+    The status also gets ``modes``: name -> replace/wiretap for engagements ``status`` lists apart, else None.
+    """
     raw = read_status_json(runner)
-    return normalize_status(raw), own_intercepts(raw)
+    status = normalize_status(raw)
+    engagements = own_engagements(raw)
+    status["modes"] = {name: mode for name, (_client, mode) in engagements.items()}
+    return status, {name: client for name, (client, _mode) in engagements.items()}
 
 
 def plan_connection(runner, status, params):
@@ -537,7 +663,8 @@ def plan_connection(runner, status, params):
     if differences(status, ConnectionSpec.from_params(params, namespace="")):
         return "reconnected", spec, None
     caps = runner.capabilities()
-    return ("none" if caps.has("intercept_namespace") else "reconnected"), spec, caps
+    feature = "ingest_namespace" if params["mode"] == "ingest" else "intercept_namespace"
+    return ("none" if caps.has(feature) else "reconnected"), spec, caps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -558,15 +685,30 @@ def leave(runner, caps, name, namespace):
 
 
 def intercept_args(params, caps, target, headers, env_files):
-    args = ["intercept", params["name"], "--workload", params["workload"], "--service", target["service"],
-            "--port", "%s:%s" % (params["port"], params["service_port"]),
-            "--mount=%s" % ("true" if params["mount"] else "false")]
-    if caps.has("intercept_namespace"):
+    """The argv of the engaging command, per mode (facts sheet section 5 and its "Sibling commands").
+
+    intercept and wiretap: ``<name> --workload --service --port <local>:<service port>``; replace: ``<workload>
+    --port <local>:<container port>`` (no --workload/--service); ingest: ``<workload>`` and no --port or
+    --detailed-output, which 2.24's ingest does not have. --namespace: 2.28 for the first three, 2.29 for ingest.
+    """
+    mode = params["mode"]
+    mount = "--mount=%s" % ("true" if params["mount"] else "false")
+    port = "%s:%s" % (params["port"], params["service_port"])
+    if mode == "ingest":
+        args = ["ingest", params["workload"], mount]
+    elif mode == "replace":
+        args = ["replace", params["workload"], "--port", port, mount]
+    else:
+        args = [mode, params["name"], "--workload", params["workload"], "--service", target["service"],
+                "--port", port, mount]
+    if caps.has("ingest_namespace" if mode == "ingest" else "intercept_namespace"):
         args += ["--namespace", params["namespace"]]
     if env_files.temp_path("env_file"):
         args += ["--env-file", env_files.temp_path("env_file")]
     if env_files.temp_path("env_json"):
         args += ["--env-json", env_files.temp_path("env_json")]
+    if mode == "ingest":
+        return args
     if caps.has("http_filters"):
         for header in headers:
             args += ["--http-header", header]
@@ -603,10 +745,11 @@ def decode_secret_output(module, runner, result, name):
     remember(module, environment_values(data))
     if payload is not None and not payload.error and result.rc == 0:
         return data if isinstance(data, dict) else {}
+    command = [module.params["mode"]]
     if payload is None:
-        message = not_json_message(["intercept"], result.rc, result.stderr)
+        message = not_json_message(command, result.rc, result.stderr)
     else:
-        message = payload.error or failure_message(["intercept"], "", result.stderr, result.rc)
+        message = payload.error or failure_message(command, "", result.stderr, result.rc)
     error = TelepresenceError
     if ALREADY_EXISTS_TEXT in message:
         error = AlreadyExists
@@ -650,7 +793,9 @@ def wait_active(module, runner, caps, params, intercept_id):
 
 
 def concurrent_twin(module, runner, params, wanted, target):
-    """After ``already exists``: the intercept another run of this client made meanwhile, as wanted, or None.
+    """After ``already exists``: ``(twin, unlisted)``. ``twin`` is the intercept another run of this client made
+    meanwhile, as wanted, or None; ``unlisted`` is true when ``status`` names the engagement as this client's but
+    ``list`` under this mode's filter does not show it (so it may be of another mode, see :func:`other_mode`).
 
     Two runs that both found no intercept both create it, and the CLI refuses the second. When the one there now
     is this client's, maps the same and has the env files asked for, the task's goal is met: wait until it is
@@ -658,12 +803,14 @@ def concurrent_twin(module, runner, params, wanted, target):
     """
     _status, owners = read_own_status(runner)
     if params["name"] not in owners:
-        return None
+        return None, False
     found, raw = find_existing(module, runner, params, owners)
-    if found is None or not same_client(found, owners[params["name"]]):
-        return None
+    if found is None:
+        return None, True
+    if not same_client(found, owners[params["name"]]):
+        return None, False
     if mapping_problems(found, wanted, target) or missing_env_files(params):
-        return None
+        return None, False
     if not is_active(found):
         found, raw = poll_active(module, runner, params, found["id"])
         if not is_active(found):
@@ -672,7 +819,32 @@ def concurrent_twin(module, runner, params, wanted, target):
                                     "It was left to the run that created it; check the workload's traffic-agent "
                                     "(telepresence list, the pod's events) and retry, or raise wait_timeout"
                                     % (params["name"], params["wait_timeout"], not_active_reason(found)))
-    return found, raw
+    return (found, raw), False
+
+
+def other_mode(module, runner, caps, params):
+    """After ``already exists``, when no engagement of this mode has the name: this client's engagement of that name
+    in another mode, or None.
+
+    Where ``status`` lists replaces and wiretaps among the intercepts (facts sheet section 2, UNVERIFIED), nothing
+    before ``intercept`` showed the name to be a wiretap or replace; ``list`` under every filter does.
+    """
+    flags = [LIST_FLAGS[item] for item in MODES
+             if item != "ingest" and (item not in MODE_FEATURES or caps.has(MODE_FEATURES[item]))]
+    data = run_listing(module, runner, params["namespace"], flags)
+    found, raw = find_own(data, params["name"], {params["name"]: None})
+    if found is None:
+        return None
+    found["mode"] = engagement_mode(raw) or "unknown"
+    return found if found["mode"] != params["mode"] else None
+
+
+def engage_again(module, runner, caps, params, target, headers, other, result):
+    """Leave the engagement of another mode and make this one; the result says why."""
+    leave(runner, caps, params["name"], params["namespace"])
+    result.update(action="recreated", reasons=["mode %s, wanted %s" % (other["mode"], params["mode"])])
+    result["diff"]["before"] = before_mapping(other, True)
+    return create(module, runner, caps, params, target, headers)
 
 
 def same_client(found, client):
@@ -689,19 +861,35 @@ def missing_env_files(params):
 # states
 # ---------------------------------------------------------------------------------------------------------------
 
+def target_of(params):
+    """The pre-flight of the mode: the Service port for intercept and wiretap, the container port for replace."""
+    kube = Kube.from_params(params)
+    if params["mode"] == "replace":
+        return preflight_workload(kube, params["namespace"], params["workload"], params["service_port"])
+    if params["mode"] == "ingest":
+        return preflight_workload(kube, params["namespace"], params["workload"])
+    return preflight(kube, params["namespace"], params["workload"], params["service"], params["service_port"])
+
+
 def present(module, runner, headers, result):
     params = module.params
     if params["preview_url"]:
         unsupported(module, "preview_url", "no open-source Telepresence client has intercept --preview-url")
-    target = preflight(Kube.from_params(params), params["namespace"], params["workload"], params["service"],
-                       params["service_port"])
-    check_local(module)
+    caps = None
+    if params["mode"] != "intercept":
+        # the one version call an intercept does not need: the mode is refused before anything else runs
+        caps = runner.capabilities()
+        check_mode_supported(caps, params["mode"])
+    target = target_of(params)
+    if params["mode"] != "ingest":
+        check_local(module)
     status, owners = read_own_status(runner)
-    connection, spec, caps = plan_connection(runner, status, params)
+    connection, spec, planned_caps = plan_connection(runner, status, params)
+    caps = caps or planned_caps
     existing = raw = None
     if connection == "none":
-        existing, raw = find_existing(module, runner, params, owners)
-    wanted = {"workload": params["workload"], "namespace": params["namespace"],
+        existing, raw = find_existing(module, runner, params, owners, modes=status["modes"])
+    wanted = {"workload": params["workload"], "namespace": params["namespace"], "mode": params["mode"],
               "service_port": params["service_port"], "local_port": params["port"]}
     action, reasons = decide_present(params, status, connection, existing, wanted, target)
     if headers:
@@ -712,7 +900,7 @@ def present(module, runner, headers, result):
     result.update(connection=connection, action=action,
                   intercept=describe_intercept(existing, raw) if existing else None,
                   diff={"before": before_mapping(existing, connection != "none" and params["name"] in status["intercepts"]),
-                        "after": mapping(True, params["workload"], params["service_port"], params["port"])})
+                        "after": wanted_mapping(params)})
     if reasons:
         result["reasons"] = reasons
     if action == "none" or module.check_mode:
@@ -730,9 +918,16 @@ def present(module, runner, headers, result):
     try:
         argv, detailed = create(module, runner, caps, params, target, headers)
     except AlreadyExists:
-        twin = concurrent_twin(module, runner, params, wanted, target)
-        if twin is None:
+        twin, unlisted = concurrent_twin(module, runner, params, wanted, target)
+        other = other_mode(module, runner, caps, params) if unlisted else None
+        if twin is None and other is None:
             raise
+        if other is not None:
+            argv, detailed = engage_again(module, runner, caps, params, target, headers, other, result)
+            found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
+            result.update(changed=True, command=argv,
+                          intercept=describe_intercept(found, raw, detailed, mount_requested=params["mount"]))
+            return
         # Made by a concurrent run: this task changed the intercept no more than a re-run would have.
         result.pop("reasons", None)
         result["diff"]["before"] = result["diff"]["after"]
@@ -763,8 +958,15 @@ def decide_present(params, status, connection, existing, wanted, target):
 
 def before_mapping(existing, named_in_status):
     if existing:
-        return mapping(True, existing["workload"], existing["service_port"], existing["local_port"])
+        return mapping(True, existing["workload"], existing["service_port"], existing["local_port"],
+                       existing.get("mode"))
     return mapping(named_in_status)
+
+
+def wanted_mapping(params):
+    if params["mode"] == "ingest":
+        return mapping(True, params["workload"], mode="ingest")
+    return mapping(True, params["workload"], params["service_port"], params["port"], params["mode"])
 
 
 def check_local(module):
@@ -785,12 +987,11 @@ def absent(module, runner, result):
                   diff={"before": mapping(False), "after": mapping(False)})
     if not status["connected"]:
         return
-    existing, raw = find_existing(module, runner, params, owners)
+    existing, raw = find_existing(module, runner, params, owners, modes=status["modes"])
     if existing is None:
         return
     result.update(action="removed", intercept=describe_intercept(existing, raw),
-                  diff={"before": mapping(True, existing["workload"], existing["service_port"], existing["local_port"]),
-                        "after": mapping(False)})
+                  diff={"before": before_mapping(existing, True), "after": mapping(False)})
     if module.check_mode:
         result["changed"] = True
         return

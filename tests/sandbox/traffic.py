@@ -5,8 +5,9 @@ It lists and then watches the cluster's Services through the sandbox API (the po
 created later is served as soon as its watch event arrives and stops being served when it is deleted. Each listener
 plays `kubectl port-forward svc/<name>` to one Service port: by default
 the cluster answers (`200`, body `cluster: <service>.<namespace>`, header `X-Served-By: cluster`). While the emulator's
-state.json holds an ACTIVE intercept of that Service (and port), the request goes to 127.0.0.1:<local_port> instead,
-exactly as an intercepted workload would send it to the developer's machine. state.json is read on every request,
+state.json holds an ACTIVE intercept or replace of that Service (and port), the request goes to 127.0.0.1:<local_port>
+instead, exactly as an intercepted workload would send it to the developer's machine; an ACTIVE wiretap leaves the
+answer to the cluster and sends a copy of the request to its local port (header `X-Telepresence-Wiretap: 1`). state.json is read on every request,
 under a shared fcntl lock on state.lock. The URLs go to DIR/ports/traffic.json, rewritten at every change:
 {"app/fresh-app": {"url": <the `http` port's URL, else the first port's>, "ports": {"http": URL, "80": URL}}, ...}.
 """
@@ -61,16 +62,43 @@ class Route:
         return True
 
 
-def intercept_target(files: SandboxFiles, route: Route) -> int | None:
-    """The local port an ACTIVE intercept sends this route's traffic to, read fresh from state.json."""
+def engagements(files: SandboxFiles, route: Route) -> tuple[int | None, list[int]]:
+    """``(redirect, copies)`` for this route, read fresh from state.json: the local port an ACTIVE intercept or
+    replace sends the traffic to (None: the cluster answers), and the local ports ACTIVE wiretaps get a copy on.
+
+    A record's ``mode`` (intercept when absent) decides: intercept and replace take the traffic, wiretap only
+    copies it, and ingests (kept apart, under ``ingests``) change no traffic at all.
+    """
     if not files.state.exists():
-        return None
+        return None, []
     with locked(files.state_lock, shared=True):
         state = read_json(files.state, {}) or {}
+    redirect, copies = None, []
     for intercept in state.get('intercepts') or []:
-        if isinstance(intercept, dict) and route.is_intercepted_by(intercept) and intercept.get('local_port'):
-            return int(intercept['local_port'])
-    return None
+        if not (isinstance(intercept, dict) and route.is_intercepted_by(intercept) and intercept.get('local_port')):
+            continue
+        if intercept.get('mode') == 'wiretap':
+            copies.append(int(intercept['local_port']))
+        elif redirect is None:
+            redirect = int(intercept['local_port'])
+    return redirect, copies
+
+
+def intercept_target(files: SandboxFiles, route: Route) -> int | None:
+    """The local port an ACTIVE intercept (or replace) sends this route's traffic to, read fresh from state.json."""
+    return engagements(files, route)[0]
+
+
+def send_copy(local_port: int, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+    """A wiretap's read-only copy: the request goes to the local port too, its answer (or failure) is dropped."""
+    connection = http.client.HTTPConnection('127.0.0.1', local_port, timeout=PROXY_TIMEOUT_SECONDS)
+    try:
+        connection.request(method, path, body=body or None, headers=dict(headers, **{'X-Telepresence-Wiretap': '1'}))
+        connection.getresponse().read()
+    except OSError:
+        pass  # nobody listens locally: the cluster's answer is all the caller sees, as with a real wiretap
+    finally:
+        connection.close()
 
 
 def make_handler(files: SandboxFiles, route: Route) -> type[http.server.BaseHTTPRequestHandler]:
@@ -79,7 +107,10 @@ def make_handler(files: SandboxFiles, route: Route) -> type[http.server.BaseHTTP
 
         def handle_any(self) -> None:
             body = self._read_body()
-            local_port = intercept_target(files, route)
+            local_port, copies = engagements(files, route)
+            for copy_port in copies:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                send_copy(copy_port, self.command, self.path, body, headers)
             if local_port is None:
                 self._answer(200, f'cluster: {route.service}.{route.namespace}\n'.encode(),
                              {'Content-Type': 'text/plain; charset=utf-8', 'X-Served-By': 'cluster'})

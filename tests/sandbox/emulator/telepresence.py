@@ -277,6 +277,7 @@ def empty_state():
         "session": None,
         "intercepts": [],
         "intercept_extras": {},
+        "ingests": [],
     }
 
 
@@ -749,6 +750,39 @@ def intercept_flags():
     ]
 
 
+def replace_flags():
+    """Facts §5 "Sibling commands": replace takes the intercept flags without --workload/--service (the argument is
+    the workload), its -p identifiers are container ports (default all); --namespace from 2.28."""
+    dropped = {"workload", "service", "replace", "http-header", "http-path-prefix", "http-path-equal",
+               "http-path-regex", "http-plaintext", "plaintext", "metadata"}
+    return [f for f in intercept_flags() if f.name not in dropped]
+
+
+def wiretap_flags():
+    """Facts §5 "Sibling commands": wiretap's flags are intercept's minus --replace/--to-pod; --namespace from 2.28."""
+    return [f for f in intercept_flags() if f.name not in ("replace", "to-pod")]
+
+
+def ingest_flags():
+    """Facts §5 "Sibling commands": the 2.24 ingest flags (no --port, no --detailed-output); --namespace from 2.29."""
+    return [
+        Flag("container", short="c"),
+        Flag("docker-build"),
+        Flag("docker-build-opt", kind="array"),
+        Flag("docker-debug"),
+        Flag("docker-mount"),
+        Flag("docker-run", kind="bool"),
+        Flag("env-file", short="e"),
+        Flag("env-json", short="j"),
+        Flag("env-syntax", default="docker"),
+        Flag("local-mount-port"),
+        Flag("mount", default="true"),
+        Flag("to-pod", kind="array"),
+        Flag("wait-message"),
+        Flag("namespace", short="n", minimum=(2, 29)),
+    ]
+
+
 def helm_value_flags():
     return [
         Flag("set", kind="array"),
@@ -779,6 +813,9 @@ COMMANDS = {
              "telepresence list [flags]", True),
     "intercept": (intercept_flags,
                   "telepresence intercept [flags] <intercept_base_name> [-- <command with arguments...>]", True),
+    "replace": (replace_flags, "telepresence replace [flags] <workload> [-- <command with arguments...>]", True),
+    "wiretap": (wiretap_flags, "telepresence wiretap [flags] <name> [-- <command with arguments...>]", True),
+    "ingest": (ingest_flags, "telepresence ingest [flags] <workload> [-- <command with arguments...>]", True),
     "leave": (lambda: [Flag("container", short="c", minimum=(2, 21)),
                        Flag("namespace", short="n", minimum=(2, 29))],
               "telepresence leave [flags] <intercept_name>", True),
@@ -798,9 +835,14 @@ COMMANDS = {
 }
 
 
+# First version of each command that not every supported client has (facts sheet section 0 and section 5
+# "Sibling commands": ingest 2.21, replace 2.22, wiretap 2.23; detach 2.30).
+COMMAND_SINCE = {"ingest": (2, 21), "replace": (2, 22), "wiretap": (2, 23), "detach": (2, 30)}
+
+
 def command_available(name):
-    if name == "detach":
-        return since(2, 30)
+    if name in COMMAND_SINCE:
+        return since(*COMMAND_SINCE[name])
     return name in COMMANDS
 
 
@@ -1188,7 +1230,33 @@ def cmd_version(ctx):
         ctx.output.out(key_value_block(pairs))
 
 
-def user_daemon_status(state, session):
+def mode_of(intercept):
+    """intercept, replace or wiretap: what created the record (records older than the mode field are intercepts)."""
+    return intercept.get("mode") or "intercept"
+
+
+def status_engagements(state, knobs):
+    """This client's engagements as `status` reports them.
+
+    Facts §2: the 2.27+-era status.go has `intercepts` and, separately, `replacements` and `wiretaps` (same shape)
+    and `ingests` (`{"workload","container","mount"}`); whether 2.24 already splits them is UNVERIFIED. Knob
+    `status_engagements`: `separate` (default, the 2.27+ shape) or `intercepts` (replaces and wiretaps listed
+    among the intercepts; ingests under `ingests`).
+    """
+    shape = (knobs or {}).get("status_engagements") or "separate"
+    keys = {"intercept": "intercepts", "replace": "replacements", "wiretap": "wiretaps"}
+    found = {}
+    for intercept in state.get("intercepts") or []:
+        key = "intercepts" if shape == "intercepts" else keys[mode_of(intercept)]
+        found.setdefault(key, []).append({"name": intercept["name"], "client": intercept["client"]})
+    ingests = [{"workload": i["workload"], "container": i["container"], "mount": i.get("mount") or ""}
+               for i in state.get("ingests") or []]
+    if ingests:
+        found["ingests"] = [{k: v for k, v in item.items() if v} for item in ingests]
+    return found
+
+
+def user_daemon_status(state, session, knobs=None):
     user = state["daemons"].get("user") or {}
     if not user.get("running"):
         return {}
@@ -1209,9 +1277,7 @@ def user_daemon_status(state, session):
         status["manager_namespace"] = session["manager_namespace"]
         if session.get("mapped_namespaces"):
             status["mapped_namespaces"] = session["mapped_namespaces"]
-        intercepts = [{"name": i["name"], "client": i["client"]} for i in state.get("intercepts") or []]
-        if intercepts:
-            status["intercepts"] = intercepts
+        status.update(status_engagements(state, knobs))
     else:
         status["status"] = "Not connected"
     return status
@@ -1254,7 +1320,7 @@ def cmd_status(ctx):
     shape = status_after_quit_shape(ctx, state, session)
     if shape == "daemon_error":
         raise CLIError("connector.Status: rpc error: code = Unavailable desc = no active session")
-    user = user_daemon_status(state, session)
+    user = user_daemon_status(state, session, ctx.knobs)
     if shape == "empty_connected":
         user["status"] = "Connected"
     if user.get("in_docker"):
@@ -1312,6 +1378,7 @@ def cmd_quit(ctx):
         state["session"] = None
         state["intercepts"] = []
         state["intercept_extras"] = {}
+        state["ingests"] = []
         if stop:
             state["daemons"] = {"user": {"running": False}, "root": {"running": False}}
     if stop:
@@ -1343,6 +1410,7 @@ def cmd_connect(ctx):
                 state["session"] = None
                 state["intercepts"] = []
                 state["intercept_extras"] = {}
+                state["ingests"] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1679,7 +1747,7 @@ def deployment_rolled_out(deployment, generation=None, require_generation=False)
 # list
 # ---------------------------------------------------------------------------------------------
 
-def intercept_info_object(intercept, extras, session):
+def intercept_info_object(intercept, extras, session, knobs=None):
     """manager.InterceptInfo as plain Go JSON (protobuf omitempty tags, integer disposition)."""
     spec = {
         "name": intercept["name"],
@@ -1699,7 +1767,12 @@ def intercept_info_object(intercept, extras, session):
         "container_port": extras.get("container_port") or 0,
         "local_ports": [],
     }
-    spec = {k: v for k, v in spec.items() if v not in ("", 0, [], None)}
+    if (knobs or {}).get("list_engagement_mode", "spec") == "spec":
+        # Facts §3: later specs carry `replace` and `wiretap` booleans (UNVERIFIED); knob `list_engagement_mode`
+        # `none` drops them, so only the list filter and `status` tell a wiretap from an intercept.
+        spec["replace"] = mode_of(intercept) == "replace"
+        spec["wiretap"] = mode_of(intercept) == "wiretap"
+    spec = {k: v for k, v in spec.items() if v not in ("", 0, [], None, False)}
     modified = extras.get("created", time.time())
     info = {
         "spec": spec,
@@ -1715,12 +1788,21 @@ def intercept_info_object(intercept, extras, session):
     return {k: v for k, v in info.items() if v not in ("", 0, [], None, {})}
 
 
-def workload_info(deployment, intercepts, extras, session, kind="Deployment", agent_version=""):
+def workload_info(deployment, intercepts, extras, session, kind="Deployment", agent_version="", ingests=(),
+                  knobs=None):
     meta = deployment["metadata"]
     info = {"name": meta["name"], "namespace": meta["namespace"], "workload_resource_type": kind,
             "uid": object_uid(deployment, kind)}
-    infos = [intercept_info_object(i, extras.get(i["name"], {}), session) for i in intercepts
-             if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
+    mine = [i for i in intercepts if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
+    infos = [intercept_info_object(i, extras.get(i["name"], {}), session, knobs) for i in mine]
+    # Facts §3: `ingest_info` (list of {"workload","container",...}); 2.21 probably `ingest_infos` (UNVERIFIED).
+    ingested = [{"workload": i["workload"], "container": i["container"], "mount_point": i.get("mount") or "",
+                 "pod_ip": "10.244.0.10"} for i in ingests
+                if i["workload"] == meta["name"] and i["namespace"] == meta["namespace"]]
+    info["_modes"] = sorted({mode_of(i) for i in mine} | ({"ingest"} if ingested else set()))
+    if ingested:
+        key = "ingest_info" if since(2, 22) else "ingest_infos"
+        info[key] = [{k: v for k, v in item.items() if v} for item in ingested]
     if since(2, 22):
         if agent_version:
             info["agent_version"] = agent_version
@@ -1749,10 +1831,12 @@ def cmd_list(ctx):
     try:
         workloads = [workload_info(obj, intercepts, extras, session, kind,
                                    workload_agent_version(kube, session, with_kind(obj, kind)) if kind != "ReplicaSet"
-                                   else "") for kind, obj in listed]
+                                   else "", state.get("ingests") or [], ctx.knobs) for kind, obj in listed]
     except KubeError as exc:
         raise CLIError("connector.List: %s" % exc.message)
     workloads = filter_workloads(ctx.args, workloads)
+    for workload in workloads:
+        workload.pop("_modes", None)
     if ctx.output.structured:
         ctx.output.object(workloads, override=ctx.output.mode == "format")
         return
@@ -1772,11 +1856,16 @@ def listed_workloads(kube, namespace):
     return sorted(found, key=lambda item: (item[1]["metadata"]["name"], item[0]))
 
 
+FILTER_FLAGS = (("intercepts", "intercept"), ("replacements", "replace"), ("wiretaps", "wiretap"),
+                ("ingests", "ingest"))
+
+
 def filter_workloads(args, workloads):
-    key = "intercept_info" if since(2, 22) else "intercept_infos"
-    if args.get("intercepts") or args.get("ingests") or args.get("replacements") or args.get("wiretaps"):
-        # replacements/ingests/wiretaps are never created by this emulator
-        return [w for w in workloads if args.get("intercepts") and w.get(key)]
+    """Facts §3: -i/-r/-t/-g are OR-ed into a bitmask (a workload shows when it has an engagement of a chosen kind);
+    -a applies only when none of them is given."""
+    chosen = {mode for flag, mode in FILTER_FLAGS if args.get(flag)}
+    if chosen:
+        return [w for w in workloads if chosen & set(w.get("_modes") or ())]
     if args.get("agents"):
         return [w for w in workloads if w.get("agent_version") or w.get("sidecar")]
     return workloads
@@ -1913,18 +2002,25 @@ def validate_intercept_args(ctx):
     return parse_port_specs(args.get("port")), mount
 
 
-def cmd_intercept(ctx):
+def cmd_intercept(ctx, mode="intercept"):
+    """intercept, and (facts §5 "Sibling commands") replace <workload> (2.22+) and wiretap <name> (2.23+).
+
+    All three are engagements the traffic-manager keeps as intercepts (list's intercept_info holds intercepts,
+    replaces and wiretaps, facts §3), so they share one name space: a second one of any mode with a taken name
+    fails with "already exists". What differs is the traffic (tests/sandbox/traffic.py reads `mode`).
+    """
     name = None
     ports, mount = validate_intercept_args(ctx)
     name = ctx.args.positional[0]
     session = require_session(ctx)
+    # --namespace on intercept/replace/wiretap from 2.28 (facts §0, §5)
     namespace = (ctx.args.get("namespace") if since(2, 28) else None) or session["namespace"]
-    workload = ctx.args.get("workload") or name
+    workload = name if mode == "replace" else ctx.args.get("workload") or name
     if any(i["name"] == name for i in ctx.store.read().get("intercepts") or []):
         raise CLIError('connector.CreateIntercept: Intercept with name "%s" already exists' % name, progress=True)
     kube = session_kube(session)
     try:
-        record, extras, info = create_intercept(ctx, kube, session, name, namespace, workload, ports, mount)
+        record, extras, info = create_intercept(ctx, kube, session, name, namespace, workload, ports, mount, mode)
     except KubeError as exc:
         raise CLIError("connector.CreateIntercept: %s" % exc.message, progress=True)
     with ctx.store.transaction() as state:
@@ -1939,14 +2035,17 @@ def cmd_intercept(ctx):
     return None
 
 
-def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount):
+def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount, mode="intercept"):
     deployment = find_workload(kube, namespace, workload)
     if not deployment:
         raise CLIError('connector.CreateIntercept: workload "%s.%s" not found' % (workload, namespace),
                        progress=True)
     local_port, identifier = ports[0] if ports else (None, None)
-    service, service_port = resolve_target(kube, namespace, workload, deployment, ctx.args, identifier)
-    target = service_port.get("targetPort", service_port.get("port")) if service_port else None
+    if mode == "replace":
+        service, service_port, target = replace_target(kube, namespace, workload, deployment, identifier)
+    else:
+        service, service_port = resolve_target(kube, namespace, workload, deployment, ctx.args, identifier)
+        target = service_port.get("targetPort", service_port.get("port")) if service_port else None
     if target is None and identifier is not None and identifier.isdigit():
         target = int(identifier)
     container, container_port = container_for_port(deployment, target)
@@ -2001,6 +2100,7 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "service_port": service_port.get("port") if service_port else 0,
         "local_port": local_port, "disposition": "ACTIVE", "client": client_identity(),
         "env_names": sorted(env), "mount": False if mount == "false" else mount, "id": intercept_id,
+        "mode": mode,
     }
     extras = {
         "environment": env, "container_port": container_port,
@@ -2009,8 +2109,46 @@ def create_intercept(ctx, kube, session, name, namespace, workload, ports, mount
         "created": time.time(), "container": container.get("name", ""),
         "http_filter": ctx.args.get("http-header") or [],
     }
+    if mode == "replace":
+        # Facts §5: replace's port identifiers are container ports, and so is what it reports.
+        port_id = reported_port_identifier(ctx.knobs, identifier) if identifier else str(container_port)
+        extras["port_identifier"] = port_id
     info = detailed_info(record, extras, mount, port_id)
+    if mode != "intercept":
+        # newer detailed output adds replace/wiretap booleans (facts §5, UNVERIFIED); omitempty drops false ones
+        info[mode] = True
     return record, extras, info
+
+
+def container_port_named(deployment, identifier):
+    """The app container port `identifier` (a container port name or number) names, or None."""
+    for container in template_containers(deployment):
+        if container.get("name") == AGENT_CONTAINER:
+            continue
+        for port in container.get("ports") or []:
+            if identifier in (port.get("name"), str(port.get("containerPort"))):
+                return port
+    return None
+
+
+def replace_target(kube, namespace, workload, deployment, identifier):
+    """replace -p <local>:<container port> (facts §5: identifiers are container ports, default all): the container
+    port, and the Service port that sends traffic to it (for the traffic stand-in), if any."""
+    if identifier is None:
+        port = next((p for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER
+                     for p in c.get("ports") or []), None)
+    else:
+        port = container_port_named(deployment, identifier)
+        if port is None:
+            raise CLIError('connector.CreateIntercept: workload %s.%s has no container port named or numbered "%s"'
+                           % (workload, namespace, identifier), progress=True)
+    number = port.get("containerPort") if port else None
+    for service in selecting_services(kube, namespace, deployment):
+        for service_port in (service.get("spec") or {}).get("ports") or []:
+            target = service_port.get("targetPort", service_port.get("port"))
+            if target in (number, port.get("name") if port else None):
+                return service, service_port, number
+    return None, None, number
 
 
 def reported_port_identifier(knobs, identifier, protocol="TCP"):
@@ -2095,12 +2233,82 @@ def run_intercept_command(ctx, name, env):
         remove_intercept(ctx, name)
 
 
-def remove_intercept(ctx, name):
+def remove_intercept(ctx, name, container=None):
+    """Leave an intercept/replace/wiretap named `name`, or the ingest of workload `name` (facts §6: leave takes
+    "replace, intercept, or ingest" names; an ingest is named after its workload)."""
     with ctx.store.transaction() as state:
-        before = len(state["intercepts"])
+        before = len(state["intercepts"]) + len(state["ingests"])
         state["intercepts"] = [i for i in state["intercepts"] if i["name"] != name]
         state["intercept_extras"].pop(name, None)
-        return len(state["intercepts"]) != before
+        state["ingests"] = [i for i in state["ingests"]
+                            if not (i["workload"] == name and container in (None, i["container"]))]
+        return len(state["intercepts"]) + len(state["ingests"]) != before
+
+
+def cmd_replace(ctx):
+    return cmd_intercept(ctx, "replace")
+
+
+def cmd_wiretap(ctx):
+    return cmd_intercept(ctx, "wiretap")
+
+
+def cmd_ingest(ctx):
+    """ingest <workload> (2.21+, facts §5 "Sibling commands"): the workload's environment and (read-only) mounts,
+    no traffic change. The 2.24 flags have no --port and no --detailed-output; --namespace from 2.29.
+
+    Output: with --output json a 2.23+ client's progress is quiet (facts §0 2.23.0), so nothing is printed on
+    success; 2.21/2.22 put the text into the envelope. 2.29+ --format json prints the ingest's info object (what
+    it holds is UNVERIFIED: workload, container, environment, mount).
+    """
+    args = ctx.args
+    if len(args.positional) != 1:
+        raise CLIError("accepts 1 arg(s), received %d" % len(args.positional), flag=True)
+    if args.get("env-syntax", "docker") not in ENV_SYNTAXES:
+        raise CLIError('invalid env syntax "%s", must be one of %s' % (args.get("env-syntax"), ", ".join(ENV_SYNTAXES)))
+    workload = args.positional[0]
+    session = require_session(ctx)
+    namespace = (args.get("namespace") if since(2, 29) else None) or session["namespace"]
+    kube = session_kube(session)
+    try:
+        deployment = find_workload(kube, namespace, workload)
+    except KubeError as exc:
+        raise CLIError("connector.Ingest: %s" % exc.message, progress=True)
+    if not deployment:
+        raise CLIError('connector.Ingest: workload "%s.%s" not found' % (workload, namespace), progress=True)
+    containers = [c for c in template_containers(deployment) if c.get("name") != AGENT_CONTAINER]
+    container = next((c for c in containers if c.get("name") == args.get("container")), None) \
+        if args.get("container") else (containers[0] if containers else {})
+    if container is None:
+        raise CLIError('connector.Ingest: workload %s.%s has no container named "%s"'
+                       % (workload, namespace, args.get("container")), progress=True)
+    mount = args.get("mount", "true")
+    env = pod_environment(container)
+    env.update({"TELEPRESENCE_CONTAINER": container.get("name", ""),
+                "TELEPRESENCE_MOUNTS": "/tel_app_mounts" if mount != "false" else "",
+                "TELEPRESENCE_ROOT": "" if mount in ("false", "true") else mount})
+    record = {"workload": workload, "namespace": namespace, "container": container.get("name", ""),
+              "client": client_identity(), "mount": "" if mount == "false" else mount}
+    with ctx.store.transaction() as state:
+        if any(i["workload"] == workload and i["container"] == record["container"] for i in state["ingests"]):
+            # UNVERIFIED wording: the sheet has no text for a second ingest of the same container
+            raise CLIError('connector.Ingest: ingest of workload "%s" container "%s" already exists'
+                           % (workload, record["container"]), progress=True)
+        write_requested_env_files(args, env)
+        state["ingests"].append(record)
+    output = ctx.output
+    if output.mode == "format":
+        output.object({"workload": workload, "container": record["container"], "environment": env}, override=True)
+    elif output.mode == "text" or not since(2, 23):
+        output.out("Using %s %s\n   Ingesting container %s\n" % (deployment["kind"], workload, record["container"]))
+    if args.after_dash:
+        try:
+            return subprocess.run(args.after_dash, env=dict(os.environ, **env), check=False).returncode
+        except OSError as exc:
+            raise CLIError(str(exc))
+        finally:
+            remove_intercept(ctx, workload)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2122,7 +2330,7 @@ def cmd_leave(ctx):
         raise CLIError("accepts 1 arg(s), received %d" % len(ctx.args.positional), flag=True)
     name = ctx.args.positional[0]
     require_session(ctx)
-    if not remove_intercept(ctx, name):
+    if not remove_intercept(ctx, name, ctx.args.get("container")):
         message = not_found_message(name)
         if ctx.args.get("container"):
             message += ' with container "%s"' % ctx.args.get("container")
@@ -2578,7 +2786,8 @@ def cmd_helm_uninstall(ctx):
 
 HANDLERS = {
     "version": cmd_version, "status": cmd_status, "connect": cmd_connect, "quit": cmd_quit, "list": cmd_list,
-    "intercept": cmd_intercept, "leave": cmd_leave, "detach": cmd_leave, "uninstall": cmd_uninstall,
+    "intercept": cmd_intercept, "replace": cmd_replace, "wiretap": cmd_wiretap, "ingest": cmd_ingest,
+    "leave": cmd_leave, "detach": cmd_leave, "uninstall": cmd_uninstall,
     "helm install": cmd_helm_install, "helm upgrade": cmd_helm_upgrade, "helm uninstall": cmd_helm_uninstall,
 }
 

@@ -22,7 +22,7 @@ NOT_FOUND = ("connector.Connect: traffic manager not found, if it is not install
              "install'. If it is installed, try connecting with a --manager-namespace to point telepresence to the "
              "namespace it's installed in.")
 INTERCEPT_KEYS = {'name', 'namespace', 'workload', 'workload_kind', 'service', 'service_port_name', 'service_port', 'local_port',
-                  'disposition', 'client', 'env_names', 'mount', 'id'}
+                  'disposition', 'client', 'env_names', 'mount', 'id', 'mode'}
 
 
 @pytest.fixture
@@ -315,7 +315,7 @@ def test_emulator_intercept_detailed_output(manager, tmp_path):
     assert set(record) == INTERCEPT_KEYS
     assert record == {**record, 'name': 'secret-app', 'namespace': 'app', 'workload': 'secret-app',
                       'service': 'secret-app', 'service_port_name': 'http', 'service_port': 80, 'local_port': 8091,
-                      'disposition': 'ACTIVE', 'mount': False}
+                      'disposition': 'ACTIVE', 'mount': False, 'mode': 'intercept'}
     assert 'API_TOKEN' in record['env_names'] and re.match(r'^[^@]+@[^@]+$', record['client'])
     # list and status see it
     workloads = tp.run(V, 'list', '--output', 'json').json()['stdout']

@@ -232,3 +232,55 @@ def test_traffic_url_says_what_is_unknown(sandbox, target, message):
 def test_traffic_url_refuses_a_malformed_target(sandbox):
     result = run_traffic_url(sandbox, 'cart')
     assert result.returncode == 2 and 'expected NAMESPACE/SERVICE[:PORT]' in result.stderr
+
+
+@pytest.fixture
+def recording_server():
+    """A local process that records the requests it gets (a wiretap's copies arrive here)."""
+    seen = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append({'path': self.path, 'wiretap': self.headers.get('X-Telepresence-Wiretap')})
+            payload = b'local\n'
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_replace_sends_the_traffic_to_the_local_server(sandbox, emulator_state, local_server):
+    emulator_state({'intercepts': [intercept('fresh-app', local_server, mode='replace')]})
+    status, headers, _body = fetch(traffic_url(sandbox, 'fresh-app'))
+    assert status == 201 and headers['X-Served-By'] == 'local'
+
+
+def test_wiretap_leaves_the_answer_to_the_cluster_and_copies_the_request(sandbox, emulator_state, recording_server):
+    port, seen = recording_server
+    emulator_state({'intercepts': [intercept('fresh-app', port, mode='wiretap')]})
+    status, headers, body = fetch(traffic_url(sandbox, 'fresh-app') + '/tapped?x=1')
+    assert (status, headers['X-Served-By'], body) == (200, 'cluster', 'cluster: fresh-app.app\n')
+    assert seen == [{'path': '/tapped?x=1', 'wiretap': '1'}]
+
+
+def test_wiretap_with_nothing_listening_locally_still_gets_the_cluster_answer(sandbox, emulator_state):
+    emulator_state({'intercepts': [intercept('fresh-app', 1, mode='wiretap')]})
+    assert fetch(traffic_url(sandbox, 'fresh-app'))[2] == 'cluster: fresh-app.app\n'
+
+
+def test_ingest_changes_no_traffic(sandbox, emulator_state, recording_server):
+    port, seen = recording_server
+    emulator_state({'intercepts': [], 'ingests': [{'workload': 'fresh-app', 'namespace': 'app',
+                                                   'container': 'fresh-app', 'client': 'dev@host'}]})
+    assert fetch(traffic_url(sandbox, 'fresh-app'))[2] == 'cluster: fresh-app.app\n'
+    assert seen == []

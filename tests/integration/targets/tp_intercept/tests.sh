@@ -59,6 +59,7 @@ playbook scoping.yml
 playbook port_identifier.yml
 playbook statefulset.yml
 playbook calls_log.yml
+playbook modes.yml
 
 # The secret is in the env files (0600) ...
 for file in "$work/secret.env" "$work/secret.json"; do
