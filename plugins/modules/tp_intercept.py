@@ -151,6 +151,15 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  preflight_only:
+    description:
+      - Only run the pre-flight of O(state=present) (the namespace, the workload, the Service selecting it and the
+        Service port exist; something listens on the local port, as O(verify_local) says) and return RV(target).
+      - Needs no Telepresence client and calls none; never changes anything. Roles run it before their first change,
+        so a typo fails before a client is installed or a session is connected.
+    type: bool
+    default: false
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes sure the intercept exists with this mapping and is active.
@@ -236,7 +245,10 @@ action:
   choices: [created, recreated, removed, none]
   sample: created
 intercept:
-  description: The intercept after the task (in check mode, before it), or null when there is none.
+  description:
+    - The intercept after the task (in check mode, before it), or null when there is none.
+    - With O(state=absent), the intercept that was removed (or, in check mode, would be), so the result says what was
+      left; null when there was none.
   returned: always
   type: dict
   sample:
@@ -306,6 +318,13 @@ intercept:
       description: The names of the workload's environment variables. Their values are never returned.
       type: list
       elements: str
+target:
+  description:
+    - What the pre-flight found in the cluster for O(state=present): the workload's kind, the Service, and the Service
+      port's name, number and target port (the container port the Service sends it to, a number or a port name).
+  returned: with O(state=present) when the pre-flight passed
+  type: dict
+  sample: {workload_kind: Deployment, service: fresh-app, port_name: http, port_number: 80, target_port: 8080}
 connection:
   description: What was done (or would be done) to the Telepresence session before the intercept was handled.
   returned: always
@@ -413,6 +432,7 @@ def module_spec():
         verify_local=dict(type="str", default="warn", choices=["warn", "fail", "off"]),
         wait_timeout=dict(type="int", default=30),
         docker=dict(type="bool", default=False),
+        preflight_only=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
 
@@ -693,9 +713,7 @@ def present(module, runner, headers, result):
     params = module.params
     if params["preview_url"]:
         unsupported(module, "preview_url", "no open-source Telepresence client has intercept --preview-url")
-    target = preflight(Kube.from_params(params), params["namespace"], params["workload"], params["service"],
-                       params["service_port"])
-    check_local(module)
+    target = result["target"] = run_preflight(module)
     status, owners = read_own_status(runner)
     connection, spec, caps = plan_connection(runner, status, params)
     existing = raw = None
@@ -742,6 +760,15 @@ def present(module, runner, headers, result):
     found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
     result.update(changed=True, command=argv,
                   intercept=describe_intercept(found, raw, detailed, mount_requested=params["mount"]))
+
+
+def run_preflight(module):
+    """Everything present() checks before it calls the client; raises PreflightError/KubeError/Refused."""
+    params = module.params
+    target = preflight(Kube.from_params(params), params["namespace"], params["workload"], params["service"],
+                       params["service_port"])
+    check_local(module)
+    return target
 
 
 def decide_present(params, status, connection, existing, wanted, target):
@@ -799,8 +826,9 @@ def absent(module, runner, result):
     command = runner.commands[-1]
     if left is not None:
         verify_removed(module, runner, params, owners, existing, left)
-    result.update(changed=left is not None, action="removed" if left is not None else "none", command=command,
-                  intercept=None)
+    result.update(changed=left is not None, action="removed" if left is not None else "none", command=command)
+    if left is None:
+        result["intercept"] = None
 
 
 def verify_removed(module, runner, params, owners, existing, left):
@@ -823,14 +851,29 @@ def excerpt(text, limit=200):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def preflight_only(module, result):
+    """Exit with the pre-flight's findings (no client needed, none called), or fail with its message."""
+    if module.params["state"] != "present":
+        module.fail_json(msg="preflight_only checks what state=present needs; drop it with state=absent")
+    try:
+        result["target"] = run_preflight(module)
+    except (KubeError, PreflightError, Refused) as exc:
+        protect(module, [], module.params, result)
+        fail_with(module, exc, commands=[], action="none", connection="none")
+    result.pop("diff", None)
+    module.exit_json(commands=[], **result)
+
+
 def main():
     module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
     protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     params = module.params
     params["workload"] = params["workload"] or params["name"]
     headers = validate(module)
-    runner = TelepresenceCli.from_params(module)
     result = {"changed": False, "action": "none", "intercept": None, "connection": "none", "command": None}
+    if params["preflight_only"]:
+        preflight_only(module, result)
+    runner = TelepresenceCli.from_params(module)
     try:
         if params["state"] == "present":
             present(module, runner, headers, result)
