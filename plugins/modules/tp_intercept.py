@@ -318,6 +318,13 @@ intercept:
       description: The names of the workload's environment variables. Their values are never returned.
       type: list
       elements: str
+planned:
+  description:
+    - In check mode, the mapping the task would leave (C(present), C(workload), C(service_port), C(local_port)), while
+      RV(intercept) is the intercept as it is now.
+  returned: in check mode, when RV(action) is not V(none)
+  type: dict
+  sample: {present: true, workload: fresh-app, service_port: http, local_port: 8000}
 target:
   description:
     - What the pre-flight found in the cluster for O(state=present): the workload's kind, the Service, and the Service
@@ -735,6 +742,9 @@ def present(module, runner, headers, result):
         result["reasons"] = reasons
     if action == "none" or module.check_mode:
         result["changed"] = action != "none" or connection != "none"
+        if action != "none":
+            # RV(intercept) is what exists now (in check mode nothing was made): say apart what would be.
+            result["planned"] = result["diff"]["after"]
         return
     caps = caps or runner.capabilities()
     if connection != "none":
@@ -819,7 +829,7 @@ def absent(module, runner, result):
                   diff={"before": mapping(True, existing["workload"], existing["service_port"], existing["local_port"]),
                         "after": mapping(False)})
     if module.check_mode:
-        result["changed"] = True
+        result.update(changed=True, planned=mapping(False))
         return
     caps = runner.capabilities()
     left = leave(runner, caps, params["name"], params["namespace"])

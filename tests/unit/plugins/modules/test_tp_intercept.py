@@ -687,6 +687,11 @@ def test_check_mode_not_connected_reports_create_without_connecting(run):
     assert result["diff"] == {"before": {"present": False, "workload": None, "service_port": None, "local_port": None},
                               "after": {"present": True, "workload": "fresh-app", "service_port": "http",
                                         "local_port": 8000}}
+    # Without diff mode too: what exists now (nothing) and, apart, the mapping it would make.
+    plain = run(PRESENT, ok(STATUS, not_running()), check=True).result
+    assert plain["intercept"] is None
+    assert plain["planned"] == {"present": True, "workload": "fresh-app", "service_port": "http", "local_port": 8000}
+    assert plain["target"]["port_number"] == 80
 
 
 def test_check_mode_recreate_runs_read_only_calls(run):
@@ -704,6 +709,7 @@ def test_check_mode_unchanged(run):
     done = run(PRESENT, ok(STATUS, connected(intercepts=["fresh-app"])), ok(LIST_APP, listing("2.24", info())),
                check=True)
     assert (done.result["changed"], done.result["action"]) == (False, "none")
+    assert "planned" not in done.result
 
 
 def test_check_mode_absent_reports_removed(run):
@@ -712,6 +718,7 @@ def test_check_mode_absent_reports_removed(run):
     result = done.result
     assert (result["changed"], result["action"], result["command"]) == (True, "removed", None)
     assert result["diff"]["before"]["present"] is True and result["diff"]["after"]["present"] is False
+    assert result["intercept"]["name"] == "fresh-app" and result["planned"]["present"] is False
     assert SECRET not in done.output
 
 
