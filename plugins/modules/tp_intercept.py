@@ -327,7 +327,7 @@ planned:
   sample: {present: true, workload: fresh-app, service_port: http, local_port: 8000}
 target:
   description:
-    - What the pre-flight found in the cluster for O(state=present): the workload's kind, the Service, and the Service
+    - What the pre-flight found in the cluster for O(state=present), the workload's kind, the Service, and the Service
       port's name, number and target port (the container port the Service sends it to, a number or a port name).
   returned: with O(state=present) when the pre-flight passed
   type: dict

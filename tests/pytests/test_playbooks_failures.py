@@ -124,7 +124,7 @@ def test_a_typo_in_the_service_name_fails_before_any_change(shop):
     # The workload defaults to the Service's name: the message is about the Service, in the role variable's name.
     assert failed["message"] == ("Service shop/crat not found (Services there: cart); set telepresence_service to one "
                                  "of them"), failed
-    assert failed["task"].startswith("Pre-flight, Service crat")
+    assert failed["task"] == "Pre-flight, the Service, its port and the workload exist in namespace shop"
     assert printed_summary(result.stdout) == read_summary(shop)
     assert sorted(read_summary(shop)) == ["failed"]
     # Nothing changed: no client, no manager namespace, and not one Telepresence call (so no connect).
