@@ -26,7 +26,7 @@ attributes:
     support: full
     details:
       - Checks that the file could be written (an absolute path in an existing, writable directory; not a symbolic
-        link, not something other than a regular file, not another user's file) and writes nothing; RV(changed) says
+        link, not something other than a regular file, not another user's file) and writes nothing; C(changed) says
         whether it would be written. The C(telepresence_summary) role runs it so before a playbook changes anything.
       - The summary reports a run, so the role writes it in check mode too (C(check_mode=false) on that task).
   diff_mode:
