@@ -120,12 +120,15 @@ def preflight(kube, namespace, workload, service=None, service_port="http"):
     Raises :class:`PreflightError` naming what exists instead, or KubeError when the API cannot answer.
     """
     check_namespace(kube, namespace)
+    # A named Service is looked up before the workload: the workload usually defaults to the Service's name, and a
+    # typo in it is then a missing Service, not a missing workload.
+    named = find_service(kube, namespace, service) if service else None
     kind, obj = find_workload(kube, namespace, workload)
     labels = pod_labels(kube, obj)
-    chosen = choose_service(kube, namespace, workload, labels, service)
+    chosen = choose_service(kube, namespace, workload, labels, service, named)
     port = find_port(chosen, namespace, service_port)
     return {"workload_kind": kind, "service": name_of(chosen), "port_name": port.get("name") or None,
-            "port_number": port.get("port")}
+            "port_number": port.get("port"), "target_port": port.get("targetPort", port.get("port"))}
 
 
 def preflight_workload(kube, namespace, workload, container_port=None):
@@ -181,13 +184,17 @@ def find_workload(kube, namespace, workload):
                          % (workload, namespace, listing or "no Deployments or StatefulSets there"))
 
 
-def choose_service(kube, namespace, workload, labels, service):
+def find_service(kube, namespace, service):
+    obj = kube.get("core", "service", service, namespace)
+    if obj is None:
+        raise PreflightError("Service %s/%s not found%s; set the service option to one of them"
+                             % (namespace, service, there(kube, "core", "service", namespace, "Services")))
+    return to_dict(kube, obj)
+
+
+def choose_service(kube, namespace, workload, labels, service, named=None):
     if service:
-        obj = kube.get("core", "service", service, namespace)
-        if obj is None:
-            raise PreflightError("Service %s/%s not found%s; set the service option to one of them"
-                                 % (namespace, service, there(kube, "core", "service", namespace, "Services")))
-        obj = to_dict(kube, obj)
+        obj = named or find_service(kube, namespace, service)
         if not selects(obj, labels):
             raise PreflightError("Service %s/%s does not select workload %s (its selector: %s; the workload's pod "
                                  "labels: %s)" % (namespace, service, workload, pairs(selector_of(obj)), pairs(labels)))

@@ -135,6 +135,8 @@ def normalize_intercept(info, workload=None):
     workload = workload or {}
     spec = _mapping(info.get("spec"))
     environment = info.get("environment") or {}
+    local_port = _int_or_none(spec.get("target_port") or info.get("target_port"))
+    service_port = _service_port(spec, info)
     return {
         "id": info.get("id") or None,
         "name": spec.get("name") or info.get("name"),
@@ -146,8 +148,10 @@ def normalize_intercept(info, workload=None):
         or workload.get("workload_resource_type") or None,
         "namespace": spec.get("namespace") or workload.get("namespace") or None,
         "service": spec.get("service_name") or None,
-        "service_port": _service_port(spec, info),
-        "local_port": _int_or_none(spec.get("target_port") or info.get("target_port")),
+        "service_port": service_port,
+        "local_port": local_port,
+        # The mapping as tp_intercept reports it, so status and intercept results read alike.
+        "ports": ["%s:%s" % (local_port, service_port)] if local_port and service_port else [],
         "target_host": spec.get("target_host") or info.get("target_host") or None,
         "environment_names": sorted(environment) if isinstance(environment, dict) else [],
         "mount": info.get("mount") if isinstance(info.get("mount"), dict) else None,

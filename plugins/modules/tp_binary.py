@@ -595,7 +595,9 @@ class BinaryManager:
                 req.dest, req.folder, exc.strerror or exc))
         try:
             with os.fdopen(fd, "wb") as handle:
-                not_found = "v%s has no artifact %s at %s" % (req.version, req.artifact, req.url)
+                not_found = ("v%s has no artifact %s at %s (HTTP 404): check that the version option names a "
+                             "released Telepresence client (X.Y.Z, see the releases page) and that base_url serves "
+                             "<base_url>/v<X.Y.Z>/telepresence-<os>-<arch>" % (req.version, req.artifact, req.url))
                 with interrupts_raise():
                     sha256, _size = self.downloader.fetch_to_file(req.url, handle, not_found=not_found)
                 os.fsync(handle.fileno())

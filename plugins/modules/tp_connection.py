@@ -129,10 +129,18 @@ EXAMPLES = r"""
 
 RETURN = r"""
 connected:
-  description: Whether a session is connected after the task (in check mode, whether it would be).
+  description:
+    - Whether a session is connected after the task. In check mode nothing is done, so it is whether one is connected
+      now (as RV(status.connected) says); RV(planned) is the session the task would leave.
   returned: always
   type: bool
   sample: true
+planned:
+  description: In check mode, the session the task would leave (C(connected), C(context), C(namespace),
+    C(manager_namespace)); unset settings keep what the cluster would pick (null when unknown).
+  returned: in check mode, when the task would change the session
+  type: dict
+  sample: {connected: true, context: sandbox, namespace: app, manager_namespace: ambassador}
 action:
   description: What the task did (in check mode, would do).
   returned: always
@@ -338,35 +346,41 @@ def apply_connected(module, runner):
     if acted:
         # The CLI refuses to connect to daemons of another version, so after our connect they match the client.
         status = dict(status, client_version=status.get("daemon_version"))
-    after = predicted_session(outcome["before"], spec) if module.check_mode and outcome["changed"] else session_view(status)
-    return {
+    planned = predicted_session(outcome["before"], spec) if module.check_mode and outcome["changed"] else None
+    return with_plan({
         "changed": outcome["changed"],
         "action": outcome["action"],
-        "connected": after["connected"],
+        "connected": bool(session_view(status)["connected"]),
         "status": status,
         "command": last_command(runner, "connect") if acted else None,
         "before": session_view(outcome["before"]),
-        "after": after,
-    }
+        "after": planned or session_view(status),
+    }, planned)
+
+
+def with_plan(result, planned):
+    """Check mode reports what is (``connected``, ``status``) and, apart, what would be (``planned``)."""
+    if planned is not None:
+        result["planned"] = planned
+    return result
 
 
 def apply_disconnected(module, runner, stop_daemons):
     outcome = disconnect(runner, stop_daemons=stop_daemons, check_mode=module.check_mode)
     acted = outcome["changed"] and not module.check_mode
+    planned = None
     if module.check_mode and outcome["changed"]:
-        after = dict.fromkeys(DIFF_KEYS)
-        after["connected"] = False
-    else:
-        after = session_view(outcome["status"])
-    return {
+        planned = dict.fromkeys(DIFF_KEYS)
+        planned["connected"] = False
+    return with_plan({
         "changed": outcome["changed"],
         "action": ("stopped" if stop_daemons else "disconnected") if outcome["changed"] else "none",
-        "connected": bool(after["connected"]),
+        "connected": bool(session_view(outcome["status"])["connected"]),
         "status": outcome["status"],
         "command": last_command(runner, "quit") if acted else None,
         "before": session_view(outcome["before"]),
-        "after": after,
-    }
+        "after": planned or session_view(outcome["status"]),
+    }, planned)
 
 
 def apply_state(module, runner):

@@ -242,6 +242,12 @@ intercepts:
       description: Local port that receives the traffic.
       type: int
       sample: 8080
+    ports:
+      description: The port mapping as C(<local port>:<service port>), as M(devloop.telepresence.tp_intercept) reports
+        it; empty when either is not reported.
+      type: list
+      elements: str
+      sample: ["8080:http"]
     target_host:
       description: Local address that receives the traffic.
       type: str

@@ -178,6 +178,15 @@ options:
     choices: [intercept, replace, wiretap, ingest]
     default: intercept
     version_added: 0.1.0
+  preflight_only:
+    description:
+      - Only run the pre-flight of O(state=present) (the namespace, the workload, the Service selecting it and the
+        Service port exist; something listens on the local port, as O(verify_local) says) and return RV(target).
+      - Needs no Telepresence client and calls none; never changes anything. Roles run it before their first change,
+        so a typo fails before a client is installed or a session is connected.
+    type: bool
+    default: false
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes sure the intercept exists with this mapping and is active.
@@ -287,7 +296,10 @@ action:
   choices: [created, recreated, removed, none]
   sample: created
 intercept:
-  description: The intercept after the task (in check mode, before it), or null when there is none.
+  description:
+    - The intercept after the task (in check mode, before it), or null when there is none.
+    - With O(state=absent), the intercept that was removed (or, in check mode, would be), so the result says what was
+      left; null when there was none.
   returned: always
   type: dict
   sample:
@@ -365,6 +377,20 @@ intercept:
       description: The names of the workload's environment variables. Their values are never returned.
       type: list
       elements: str
+planned:
+  description:
+    - In check mode, the mapping the task would leave (C(present), C(workload), C(service_port), C(local_port)), while
+      RV(intercept) is the intercept as it is now.
+  returned: in check mode, when RV(action) is not V(none)
+  type: dict
+  sample: {present: true, workload: fresh-app, service_port: http, local_port: 8000}
+target:
+  description:
+    - What the pre-flight found in the cluster for O(state=present), the workload's kind, the Service, and the Service
+      port's name, number and target port (the container port the Service sends it to, a number or a port name).
+  returned: with O(state=present) when the pre-flight passed
+  type: dict
+  sample: {workload_kind: Deployment, service: fresh-app, port_name: http, port_number: 80, target_port: 8080}
 connection:
   description: What was done (or would be done) to the Telepresence session before the intercept was handled.
   returned: always
@@ -482,6 +508,7 @@ def module_spec():
         verify_local=dict(type="str", default="warn", choices=["warn", "fail", "off"]),
         wait_timeout=dict(type="int", default=30),
         docker=dict(type="bool", default=False),
+        preflight_only=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         mode=dict(type="str", default="intercept", choices=list(MODES)),
     )
@@ -880,9 +907,7 @@ def present(module, runner, headers, result):
         # the one version call an intercept does not need: the mode is refused before anything else runs
         caps = runner.capabilities()
         check_mode_supported(caps, params["mode"])
-    target = target_of(params)
-    if params["mode"] != "ingest":
-        check_local(module)
+    target = result["target"] = run_preflight(module)
     status, owners = read_own_status(runner)
     connection, spec, planned_caps = plan_connection(runner, status, params)
     caps = caps or planned_caps
@@ -905,6 +930,9 @@ def present(module, runner, headers, result):
         result["reasons"] = reasons
     if action == "none" or module.check_mode:
         result["changed"] = action != "none" or connection != "none"
+        if action != "none":
+            # RV(intercept) is what exists now (in check mode nothing was made): say apart what would be.
+            result["planned"] = result["diff"]["after"]
         return
     caps = caps or runner.capabilities()
     if connection != "none":
@@ -937,6 +965,15 @@ def present(module, runner, headers, result):
     found, raw = wait_active(module, runner, caps, params, (detailed or {}).get("id"))
     result.update(changed=True, command=argv,
                   intercept=describe_intercept(found, raw, detailed, mount_requested=params["mount"]))
+
+
+def run_preflight(module):
+    """Everything present() checks before it calls the client; raises PreflightError/KubeError/Refused."""
+    params = module.params
+    target = target_of(params)
+    if params["mode"] != "ingest":
+        check_local(module)
+    return target
 
 
 def decide_present(params, status, connection, existing, wanted, target):
@@ -993,15 +1030,16 @@ def absent(module, runner, result):
     result.update(action="removed", intercept=describe_intercept(existing, raw),
                   diff={"before": before_mapping(existing, True), "after": mapping(False)})
     if module.check_mode:
-        result["changed"] = True
+        result.update(changed=True, planned=mapping(False))
         return
     caps = runner.capabilities()
     left = leave(runner, caps, params["name"], params["namespace"])
     command = runner.commands[-1]
     if left is not None:
         verify_removed(module, runner, params, owners, existing, left)
-    result.update(changed=left is not None, action="removed" if left is not None else "none", command=command,
-                  intercept=None)
+    result.update(changed=left is not None, action="removed" if left is not None else "none", command=command)
+    if left is None:
+        result["intercept"] = None
 
 
 def verify_removed(module, runner, params, owners, existing, left):
@@ -1024,14 +1062,29 @@ def excerpt(text, limit=200):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def preflight_only(module, result):
+    """Exit with the pre-flight's findings (no client needed, none called), or fail with its message."""
+    if module.params["state"] != "present":
+        module.fail_json(msg="preflight_only checks what state=present needs; drop it with state=absent")
+    try:
+        result["target"] = run_preflight(module)
+    except (KubeError, PreflightError, Refused) as exc:
+        protect(module, [], module.params, result)
+        fail_with(module, exc, commands=[], action="none", connection="none")
+    result.pop("diff", None)
+    module.exit_json(commands=[], **result)
+
+
 def main():
     module = AnsibleModule(argument_spec=module_spec(), supports_check_mode=True)
     protect_kubeconfig_secrets(module)  # before anything can fail and quote them
     params = module.params
     params["workload"] = params["workload"] or params["name"]
     headers = validate(module)
-    runner = TelepresenceCli.from_params(module)
     result = {"changed": False, "action": "none", "intercept": None, "connection": "none", "command": None}
+    if params["preflight_only"]:
+        preflight_only(module, result)
+    runner = TelepresenceCli.from_params(module)
     try:
         if params["state"] == "present":
             present(module, runner, headers, result)

@@ -23,8 +23,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    support: none
-    details: The file reports a run, so it is written in check mode too; the role runs the task with C(check_mode=false).
+    support: full
+    details:
+      - Checks that the file could be written (an absolute path in an existing, writable directory; not a symbolic
+        link, not something other than a regular file, not another user's file) and writes nothing; C(changed) says
+        whether it would be written. The C(telepresence_summary) role runs it so before a playbook changes anything.
+      - The summary reports a run, so the role writes it in check mode too (C(check_mode=false) on that task).
   diff_mode:
     support: none
   platform:
@@ -77,6 +81,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import (
     FileRefused,
+    check_target,
     read_nofollow,
     target_owner,
     write_private,
@@ -92,10 +97,20 @@ def unchanged(path, data, uid):
         return False
 
 
+def check_writable(path, uid):
+    """What write_private would refuse or fail at, found without writing (a pre-flight)."""
+    check_target(path, uid)
+    folder = os.path.dirname(path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileRefused("path %s cannot be written: the directory %s is not writable for this user; choose another "
+                          "path" % (path, folder))
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True),
                                               content=dict(type="str", required=True),
-                                              owner=dict(type="str")))
+                                              owner=dict(type="str")),
+                           supports_check_mode=True)
     path = module.params["path"]
     if not os.path.isabs(path):
         module.fail_json(msg="path must be an absolute path, got %s" % path)
@@ -106,6 +121,9 @@ def main():
         uid, gid = target_owner(module.params["owner"])
         if unchanged(path, data, uid):
             module.exit_json(changed=False, path=path, uid=uid)
+        if module.check_mode:
+            check_writable(path, uid)
+            module.exit_json(changed=True, path=path, uid=uid)
         write_private(path, data, uid, gid)
     except FileRefused as exc:
         module.fail_json(msg=exc.msg)  # names the path (or the owner option) and the fix

@@ -222,6 +222,22 @@ def cases(scratch, binary, kubeconfig):
         Case("role status gather unknown", role="telepresence_status",
              role_vars=dict(telepresence_status_gather=["bogus"], telepresence_binary_path=binary),
              expect=["gather", form_choice]),
+        Case("role manager context unknown", role="telepresence_manager",
+             role_vars=dict(telepresence_context="nope", telepresence_kubeconfig=kubeconfig,
+                            telepresence_binary_path=binary),
+             expect=["telepresence_context", "nope", "not found"]),
+        Case("role intercept service typo", role="telepresence_intercept",
+             role_vars=dict(telepresence_service="fresh-ap", telepresence_intercept_workload="fresh-app",
+                            telepresence_kubeconfig=kubeconfig, telepresence_binary_path=binary,
+                            telepresence_intercept_verify_local="off"),
+             expect=["Service app/fresh-ap not found", "set telepresence_service to one of them"], no_calls=True),
+        Case("role intercept service and workload typo", role="telepresence_intercept",
+             role_vars=dict(telepresence_service="fresh-ap", telepresence_kubeconfig=kubeconfig,
+                            telepresence_binary_path=binary, telepresence_intercept_verify_local="off"),
+             expect=["Service app/fresh-ap not found", "telepresence_service"], no_calls=True),
+        Case("role connection binary missing", role="telepresence_connection",
+             role_vars=dict(telepresence_binary_path=os.path.join(scratch, "nope")),
+             expect=["telepresence_binary_path", "not an executable file", "telepresence_client role"]),
         Case("role timeout wrong type", role="telepresence_connection",
              role_vars=dict(telepresence_timeout="forever", telepresence_binary_path=binary),
              expect=["telepresence_timeout", form_int]),
@@ -304,6 +320,22 @@ def test_case_fails_naming_the_option_and_the_accepted_form(ident, bad_input_run
     assert mutating(calls_during(bad_input_run["calls"], window)) == [], "CLI calls that change something"
     if case.no_calls:
         assert calls_during(bad_input_run["calls"], window) == [], "CLI calls before validation failed"
+
+
+ROLE_CASE_IDS = [case.ident for case in cases("/scratch", "/bin/false", "/dev/null") if case.role]
+
+
+@pytest.mark.parametrize("ident", ROLE_CASE_IDS)
+def test_role_failure_names_a_telepresence_variable(ident, bad_input_run):
+    """A playbook user set telepresence_* variables, not module options: every role failure names one (issue 14)."""
+    result = bad_input_run["play"].task(ident)["result"]["ansible_failed_result"]
+    message = result.get("msg") or ""
+    if isinstance(message, list):
+        message = " ".join(message)
+    assert re.search(r"\btelepresence_[a-z_]+", message), message
+    # Module option names a playbook user never set do not stand alone in it.
+    assert not re.search(r"(?<![\w.])(binary_path|allow_insecure_http|base_url|manager_namespace|tp_binary)\b", message), \
+        message
 
 
 def test_no_traceback_anywhere_in_the_output(bad_input_run):

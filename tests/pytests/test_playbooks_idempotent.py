@@ -43,10 +43,16 @@ def test_every_playbook_twice(sandbox):
         assert '"telepresence_summary_report": {' in output, name
         if name not in READ_ONLY:
             assert first["changed"] > 0, name
+        if name == "leave":
+            # The intercept it removed, not null.
+            assert summary["leave"]["action"] == "removed" and summary["leave"]["intercept"]["name"] == "fresh-app"
         second = playbook(name, sandbox)[0]
         assert second["changed"] == 0, "%s changed something on its second run" % name
         assert sorted(read_summary(sandbox)) == keys, name
         assert not any(part.get("changed") for part in parts(read_summary(sandbox))), name
+        if "connection" in keys:
+            # Known on a run that changed nothing too (issue 14).
+            assert read_summary(sandbox)["connection"]["status"]["client_version"] == "2.24.0", name
 
 
 def test_check_mode_changes_nothing(sandbox):

@@ -85,7 +85,15 @@ def seeded(extra=None):
 
 def test_preflight_finds_workload_service_and_named_port():
     target = preflight(seeded(), "app", "multi-port", None, "grpc")
-    assert target == {"workload_kind": "Deployment", "service": "multi-port", "port_name": "grpc", "port_number": 9090}
+    assert target == {"workload_kind": "Deployment", "service": "multi-port", "port_name": "grpc", "port_number": 9090,
+                      "target_port": 8080}
+
+
+def test_a_named_service_is_looked_up_before_the_workload():
+    # The workload defaults to the Service's name: a typo in it must say Service, not workload.
+    with pytest.raises(PreflightError) as info:
+        preflight(seeded(), "app", "cart-typo", "cart-typo")
+    assert info.value.msg.startswith("Service app/cart-typo not found (Services there: fresh-app, multi-port, web-only)")
 
 
 def test_preflight_port_by_number():

@@ -618,7 +618,9 @@ def test_warn_policy_installs_without_a_digest_and_returns_it(env):
 
 def test_404_is_reported_with_version_artifact_and_url_and_not_retried(env):
     result = failed(env.run(version="v9.9.9", checksum=DIGESTS["9.9.9"]))
-    assert result["msg"] == "v9.9.9 has no artifact telepresence-linux-amd64 at %s" % url_of("9.9.9")
+    assert result["msg"] == ("v9.9.9 has no artifact telepresence-linux-amd64 at %s (HTTP 404): check that the "
+                             "version option names a released Telepresence client (X.Y.Z, see the releases page) and that base_url "
+                             "serves <base_url>/v<X.Y.Z>/telepresence-<os>-<arch>" % url_of("9.9.9"))
     assert env.net.requests == [url_of("9.9.9")] and env.sleeps == [] and listing(env.folder) == []
 
 

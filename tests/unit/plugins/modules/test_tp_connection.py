@@ -211,6 +211,9 @@ def test_check_mode_connect_reads_only_and_predicts(run):
                          ok(STATUS, not_running("2.24")))
     assert result["changed"] is True and result["action"] == "connected" and result["command"] is None
     assert script.calls == [STATUS]
+    # Not connected now (nothing was done), as the status says; the session it would make is planned.
+    assert result["connected"] is False and result["status"]["connected"] is False
+    assert result["planned"] == {"connected": True, "context": None, "namespace": "app", "manager_namespace": "ambassador"}
     assert result["diff"] == {
         "before": {"connected": False, "context": None, "namespace": None, "manager_namespace": None},
         "after": {"connected": True, "context": None, "namespace": "app", "manager_namespace": "ambassador"}}
@@ -274,9 +277,10 @@ def test_disconnect_check_mode(run, state, action):
     result, script = run({"state": state, "_ansible_check_mode": True, "_ansible_diff": True},
                          ok(STATUS, connected()))
     assert (result["changed"], result["action"], result["command"]) == (True, action, None)
-    assert result["connected"] is False and script.calls == [STATUS]
-    assert result["diff"]["after"] == {"connected": False, "context": None, "namespace": None,
-                                       "manager_namespace": None}
+    # What is now (still connected) and, apart, what would be.
+    assert result["connected"] is True and script.calls == [STATUS]
+    assert result["diff"]["after"] == result["planned"] == {"connected": False, "context": None, "namespace": None,
+                                                            "manager_namespace": None}
 
 
 # --- failures -------------------------------------------------------------------------------------

@@ -134,7 +134,7 @@ def test_connected_reads_this_clients_intercepts(run, binary, version):
     assert intercept == {
         "id": "abc:fresh-app", "name": "fresh-app", "disposition": "ACTIVE", "message": None, "client": "dev@host",
         "workload": "fresh-app", "workload_kind": "Deployment", "namespace": "app", "service": "fresh-app",
-        "service_port": "http", "local_port": 8080, "target_host": "127.0.0.1",
+        "service_port": "http", "local_port": 8080, "ports": ["8080:http"], "target_host": "127.0.0.1",
         "environment_names": ["API_TOKEN", "PORT", "TELEPRESENCE_CONTAINER", "TELEPRESENCE_INTERCEPT_ID"],
         "mount": None}
     assert result["status"]["intercepts"] == ["fresh-app"]

@@ -439,7 +439,8 @@ def test_absent_argv_per_version(run, binary, v, leave):
                ok(leave),
                ok(LIST_APP, listing(v), err=output_err(v)))
     result = done.result
-    assert (result["changed"], result["action"], result["intercept"]) == (True, "removed", None)
+    # The intercept that was removed, so a leave says what it left.
+    assert (result["changed"], result["action"], result["intercept"]["name"]) == (True, "removed", "fresh-app")
     assert result["command"] == [binary] + leave
 
 
@@ -686,6 +687,11 @@ def test_check_mode_not_connected_reports_create_without_connecting(run):
     assert result["diff"] == {"before": {"present": False, "workload": None, "service_port": None, "local_port": None},
                               "after": {"present": True, "workload": "fresh-app", "service_port": "http",
                                         "local_port": 8000}}
+    # Without diff mode too: what exists now (nothing) and, apart, the mapping it would make.
+    plain = run(PRESENT, ok(STATUS, not_running()), check=True).result
+    assert plain["intercept"] is None
+    assert plain["planned"] == {"present": True, "workload": "fresh-app", "service_port": "http", "local_port": 8000}
+    assert plain["target"]["port_number"] == 80
 
 
 def test_check_mode_recreate_runs_read_only_calls(run):
@@ -703,6 +709,7 @@ def test_check_mode_unchanged(run):
     done = run(PRESENT, ok(STATUS, connected(intercepts=["fresh-app"])), ok(LIST_APP, listing("2.24", info())),
                check=True)
     assert (done.result["changed"], done.result["action"]) == (False, "none")
+    assert "planned" not in done.result
 
 
 def test_check_mode_absent_reports_removed(run):
@@ -711,6 +718,7 @@ def test_check_mode_absent_reports_removed(run):
     result = done.result
     assert (result["changed"], result["action"], result["command"]) == (True, "removed", None)
     assert result["diff"]["before"]["present"] is True and result["diff"]["after"]["present"] is False
+    assert result["intercept"]["name"] == "fresh-app" and result["planned"]["present"] is False
     assert SECRET not in done.output
 
 
@@ -920,6 +928,31 @@ def test_preflight_failures_before_any_cli_call(run, args, message):
         run(dict(PRESENT, **args))
     assert message in failed.value.result["msg"]
     assert failed.value.result["commands"] == []
+
+
+def test_preflight_only_calls_no_client_and_returns_the_target(run, monkeypatch, binary):
+    # No scripted steps: any CLI call would fail the test. The binary need not exist either.
+    monkeypatch.setattr(tp_intercept, "local_port_listening", lambda port: False)
+    done = run({"port": 9090, "service": "multi-port", "workload": "multi-port", "service_port": "grpc",
+                "preflight_only": True, "binary_path": binary + "-missing"})
+    assert (done.result["changed"], done.result["commands"], done.result["action"]) == (False, [], "none")
+    assert done.result["target"] == {"workload_kind": "Deployment", "service": "multi-port", "port_name": "grpc",
+                                     "port_number": 9090, "target_port": 9090}
+    assert done.warnings == ["nothing is listening on 127.0.0.1:9090 (verify_local): start the local server, or the "
+                             "intercepted traffic will fail"]
+
+
+def test_preflight_only_names_a_missing_service_before_the_workload(run):
+    with pytest.raises(Failed) as failed:
+        run(dict(PRESENT, service="fresh-ap", preflight_only=True))
+    assert failed.value.result["msg"].startswith("Service app/fresh-ap not found (Services there: ")
+    assert failed.value.result["commands"] == []
+
+
+def test_preflight_only_refuses_state_absent(run):
+    with pytest.raises(Failed) as failed:
+        run({"state": "absent", "preflight_only": True})
+    assert "preflight_only" in failed.value.result["msg"] and "state=absent" in failed.value.result["msg"]
 
 
 def test_unreachable_cluster_fails_readably(run):
