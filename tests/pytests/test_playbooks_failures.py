@@ -124,7 +124,7 @@ def test_a_typo_in_the_service_name_fails_before_any_change(shop):
     # The workload defaults to the Service's name: the message is about the Service, in the role variable's name.
     assert failed["message"] == ("Service shop/crat not found (Services there: cart); set telepresence_service to one "
                                  "of them"), failed
-    assert failed["task"] == "Pre-flight, the Service, its port and the workload exist in namespace shop"
+    assert failed["task"] == "Pre-flight, each engagement's Service, port and workload exist"
     assert printed_summary(result.stdout) == read_summary(shop)
     assert sorted(read_summary(shop)) == ["failed"]
     # Nothing changed: no client, no manager namespace, and not one Telepresence call (so no connect).
@@ -148,10 +148,10 @@ def test_a_failure_after_changes_prints_the_summary_with_the_error(shop):
     assert summary["client"]["changed"] and summary["client"]["version"] == "2.25.0"
     assert (summary["manager"]["action"], summary["manager"]["namespace"]) == ("installed", MANAGER_NAMESPACE)
     assert summary["connection"]["status"]["namespace"] == "shop"
-    assert summary["failed"]["task"] == "Make sure the intercept is present"
+    assert summary["failed"]["task"] == "Make sure each engagement is present"
     assert "intercept refused by the sandbox" in summary["failed"]["message"]
     # The run's last word is the failure, naming the host and the task.
-    assert 'localhost: task "Make sure the intercept is present" failed: ' in output
+    assert 'localhost: task "Make sure each engagement is present" failed: ' in output
     assert re.search(r"localhost\s+: ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=1\s+skipped=\d+\s+rescued=[1-9]",
                      output), output[-2000:]
 

@@ -18,7 +18,9 @@ from sandbox_support import DOWN, STARTUP_TIMES, locked_file, sandbox_command, s
 pytest_plugins = ['emulator_fixtures']
 
 
-@pytest.fixture(scope='session')
+# One sandbox per test module: a module that installs traffic managers or makes namespaces (test_emulator_versions)
+# must not change what another module's assertions about the seed see, whatever order xdist runs them in.
+@pytest.fixture(scope='module')
 def sandbox() -> Iterator[dict[str, str]]:
     directory = pathlib.Path(tempfile.mkdtemp(prefix='tp-sandbox-test-'))
     try:
@@ -36,7 +38,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 # ---------------------------------------------------------------------- helpers for the cluster and traffic suites
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def kube(sandbox: dict[str, str]) -> Any:
     """The official kubernetes client, configured from the sandbox kubeconfig."""
     from kubernetes import client, config

@@ -59,7 +59,7 @@ def start_standalone_sandbox(directory):
     return env, [cluster]
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def sbx(request):
     """The sandbox env dict: the shared `sandbox` fixture if the conftest provides one."""
     try:
