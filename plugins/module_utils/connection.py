@@ -10,10 +10,12 @@ and a session with other settings is quit first.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError, run_process
+from ansible_collections.devloop.telepresence.plugins.module_utils.common import DNS1123_LABEL_FORM, dns1123_label_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.status import normalize_status, read_status_json
 
 SUDO_PROMPT_RE = re.compile(r"a password is required|a terminal is required|sudo: .*password", re.IGNORECASE)
@@ -45,6 +47,39 @@ class ConnectionSpec:
     def as_dict(self):
         return {"namespace": self.namespace, "manager_namespace": self.manager_namespace, "context": self.context,
                 "docker": self.docker}
+
+
+def cidr_problem(value):
+    """None when Telepresence accepts ``value`` as a subnet, else why not.
+
+    The CLI parses with Go's net.ParseCIDR, which needs the prefix length and accepts host bits, hence
+    the explicit '/' check and strict=False.
+    """
+    if "/" not in value:
+        return "the /prefix length is missing"
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def session_settings_problem(settings, prefix=""):
+    """Why the proxy or mapped-namespace ``settings`` of a session cannot work, or None.
+
+    ``prefix`` is how the task's user reaches these options (``session.`` for tp_intercept).
+    """
+    for name in ("also_proxy", "never_proxy"):
+        for value in settings[name]:
+            problem = cidr_problem(value)
+            if problem:
+                return "%s%s item %r is not a subnet in CIDR notation (like 10.0.0.0/16): %s" % (
+                    prefix, name, value, problem)
+    for value in settings["mapped_namespaces"]:
+        problem = dns1123_label_problem(value)
+        if problem:
+            return "%smapped_namespaces item %r %s; each must be %s" % (prefix, value, problem, DNS1123_LABEL_FORM)
+    return None
 
 
 def connect_args(runner, spec):
@@ -92,19 +127,23 @@ def describe(status):
         status.get("manager_namespace") or "(unknown)")
 
 
-def ensure_connected(runner, spec, reconnect=True, check_mode=False):
+def ensure_connected(runner, spec, reconnect=True, check_mode=False, before=None, reconnect_option="reconnect"):
     """Make sure a session with ``spec``'s settings exists.
 
+    ``before`` is the normalised status when the caller has just read it (so it is not read twice);
+    ``reconnect_option`` is how the caller's user spells the reconnect option in the message.
     Returns ``{"changed", "action", "before", "status"}`` with action ``none``, ``connected`` or
     ``reconnected``; ``status`` is the state after (in check mode, the state before).
     """
-    before = read_status(runner)
+    if before is None:
+        before = read_status(runner)
     diff = differences(before, spec) if before["connected"] else []
     if before["connected"] and not diff:
         return {"changed": False, "action": "none", "before": before, "status": before}
     if diff and not reconnect:
-        raise TelepresenceError("connected with other settings (%s): %s; set reconnect: true to quit and connect "
-                                "again, or quit the session first" % (describe(before), "; ".join(diff)))
+        raise TelepresenceError("connected with other settings (%s): %s; set %s: true to quit and connect "
+                                "again, or quit the session first" % (describe(before), "; ".join(diff),
+                                                                      reconnect_option))
     action = "reconnected" if diff else "connected"
     if check_mode:
         return {"changed": True, "action": action, "before": before, "status": before}
@@ -128,6 +167,53 @@ def ensure_connected(runner, spec, reconnect=True, check_mode=False):
             stop_daemons_quietly(runner)
         raise
     return {"changed": True, "action": action, "before": before, "status": after}
+
+
+SESSION_KEYS = ("connected", "context", "namespace", "manager_namespace")
+
+
+def session_view(status):
+    return {key: status.get(key) for key in SESSION_KEYS}
+
+
+def predicted_session(before, spec):
+    """The session a check-mode connect would leave: unset settings keep what the cluster would pick."""
+    return {"connected": True, "context": spec.context or before.get("context"),
+            "namespace": spec.namespace or before.get("namespace"), "manager_namespace": spec.manager_namespace}
+
+
+def last_command(runner, verb):
+    """The argv of the last ``verb`` call the runner made, or None."""
+    for argv in reversed(runner.commands):
+        if len(argv) > 1 and argv[1] == verb:
+            return argv
+    return None
+
+
+def connected_result(runner, spec, outcome, check_mode):
+    """What tp_connection state=connected returns for ``outcome`` (of :func:`ensure_connected`).
+
+    ``before`` and ``after`` are the diff's halves. Check mode reports what is (``connected``, ``status``) and,
+    apart, what would be (``planned``).
+    """
+    status = outcome["status"]
+    acted = outcome["changed"] and not check_mode
+    if acted:
+        # The CLI refuses to connect to daemons of another version, so after our connect they match the client.
+        status = dict(status, client_version=status.get("daemon_version"))
+    planned = predicted_session(outcome["before"], spec) if check_mode and outcome["changed"] else None
+    result = {
+        "changed": outcome["changed"],
+        "action": outcome["action"],
+        "connected": bool(session_view(status)["connected"]),
+        "status": status,
+        "command": last_command(runner, "connect") if acted else None,
+        "before": session_view(outcome["before"]),
+        "after": planned or session_view(status),
+    }
+    if planned is not None:
+        result["planned"] = planned
+    return result
 
 
 def daemons_running(status):

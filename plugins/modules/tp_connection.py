@@ -255,8 +255,6 @@ diff:
     after: {connected: true, context: sandbox, namespace: app, manager_namespace: ambassador}
 """
 
-import ipaddress
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceCli, TelepresenceError
@@ -264,18 +262,19 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.common import
     argument_spec,
     check_common,
     check_dns1123_labels,
-    dns1123_label_problem,
-    DNS1123_LABEL_FORM,
     fail_with,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.connection import (
     ConnectionSpec,
+    SESSION_KEYS,
+    connected_result,
     disconnect,
     ensure_connected,
+    last_command,
+    session_settings_problem,
+    session_view,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
-
-DIFF_KEYS = ("connected", "context", "namespace", "manager_namespace")
 
 
 def module_argument_spec():
@@ -293,69 +292,15 @@ def module_argument_spec():
 def validate(module):
     check_common(module)
     check_dns1123_labels(module, "namespace")
-    for name in ("also_proxy", "never_proxy"):
-        for value in module.params[name]:
-            problem = cidr_problem(value)
-            if problem:
-                module.fail_json(msg="%s item %r is not a subnet in CIDR notation (like 10.0.0.0/16): %s"
-                                     % (name, value, problem))
-    for value in module.params["mapped_namespaces"]:
-        problem = dns1123_label_problem(value)
-        if problem:
-            module.fail_json(msg="mapped_namespaces item %r %s; each must be %s" % (value, problem, DNS1123_LABEL_FORM))
-
-
-def cidr_problem(value):
-    """None when Telepresence accepts ``value`` as a subnet, else why not.
-
-    The CLI parses with Go's net.ParseCIDR, which needs the prefix length and accepts host bits, hence
-    the explicit '/' check and strict=False.
-    """
-    if "/" not in value:
-        return "the /prefix length is missing"
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def session_view(status):
-    return {key: status.get(key) for key in DIFF_KEYS}
-
-
-def predicted_session(before, spec):
-    """The session a check-mode connect would leave: unset settings keep what the cluster would pick."""
-    return {"connected": True, "context": spec.context or before.get("context"),
-            "namespace": spec.namespace or before.get("namespace"), "manager_namespace": spec.manager_namespace}
-
-
-def last_command(runner, verb):
-    """The argv of the last ``verb`` call the runner made, or None."""
-    for argv in reversed(runner.commands):
-        if len(argv) > 1 and argv[1] == verb:
-            return argv
-    return None
+    problem = session_settings_problem(module.params)
+    if problem:
+        module.fail_json(msg=problem)
 
 
 def apply_connected(module, runner):
     spec = ConnectionSpec.from_params(module.params)
     outcome = ensure_connected(runner, spec, reconnect=module.params["reconnect"], check_mode=module.check_mode)
-    status = outcome["status"]
-    acted = outcome["changed"] and not module.check_mode
-    if acted:
-        # The CLI refuses to connect to daemons of another version, so after our connect they match the client.
-        status = dict(status, client_version=status.get("daemon_version"))
-    planned = predicted_session(outcome["before"], spec) if module.check_mode and outcome["changed"] else None
-    return with_plan({
-        "changed": outcome["changed"],
-        "action": outcome["action"],
-        "connected": bool(session_view(status)["connected"]),
-        "status": status,
-        "command": last_command(runner, "connect") if acted else None,
-        "before": session_view(outcome["before"]),
-        "after": planned or session_view(status),
-    }, planned)
+    return connected_result(runner, spec, outcome, module.check_mode)
 
 
 def with_plan(result, planned):
@@ -370,7 +315,7 @@ def apply_disconnected(module, runner, stop_daemons):
     acted = outcome["changed"] and not module.check_mode
     planned = None
     if module.check_mode and outcome["changed"]:
-        planned = dict.fromkeys(DIFF_KEYS)
+        planned = dict.fromkeys(SESSION_KEYS)
         planned["connected"] = False
     return with_plan({
         "changed": outcome["changed"],
