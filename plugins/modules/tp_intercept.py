@@ -155,6 +155,42 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  session:
+    description:
+      - The session to make sure of first, as M(devloop.telepresence.tp_connection) with O(state=connected) does
+        (the same connect flags in the same order, the same rule for reusing a session), from the one
+        C(telepresence status) the module reads anyway. RV(session) is then what tp_connection returns.
+      - The telepresence_intercept role passes its telepresence_connection_* variables here instead of running
+        tp_connection first, so a re-run reads the status once (issue 16).
+      - Only with O(state=present); ignored with O(preflight_only=true).
+    type: dict
+    version_added: 0.3.0
+    suboptions:
+      namespace:
+        description:
+          - Namespace the session is scoped to (C(connect --namespace)); when not set, any connected namespace is
+            accepted. Must be a DNS-1123 label.
+        type: str
+      also_proxy:
+        description: Extra subnets (CIDR notation) to route through the cluster (C(--also-proxy)).
+        type: list
+        elements: str
+        default: []
+      never_proxy:
+        description: Subnets (CIDR notation) never to route through the cluster (C(--never-proxy)).
+        type: list
+        elements: str
+        default: []
+      mapped_namespaces:
+        description: Namespaces whose names the session resolves in DNS (C(--mapped-namespaces)).
+        type: list
+        elements: str
+        default: []
+      reconnect:
+        description:
+          - Quit and connect again when the session has other settings; when false, such a session fails the task.
+        type: bool
+        default: true
   mode:
     description:
       - What the engagement does (facts sheet section 5).
@@ -392,11 +428,27 @@ target:
   type: dict
   sample: {workload_kind: Deployment, service: fresh-app, port_name: http, port_number: 80, target_port: 8080}
 connection:
-  description: What was done (or would be done) to the Telepresence session before the intercept was handled.
+  description:
+    - What was done (or would be done) to the Telepresence session before the intercept was handled, O(session)
+      included.
   returned: always
   type: str
   choices: [none, connected, reconnected]
   sample: none
+session:
+  description:
+    - What M(devloop.telepresence.tp_connection) with O(state=connected) returns for O(session) (C(changed),
+      C(action), C(connected), C(status), C(command), C(commands), and C(planned) in check mode; C(diff) in diff
+      mode), also when the engagement then fails.
+  returned: when O(session) is set and the session step ran
+  type: dict
+  sample:
+    changed: false
+    action: none
+    connected: true
+    command: null
+    commands: [[/usr/local/bin/telepresence, status, --output, json]]
+    status: {connected: true, namespace: app, manager_namespace: ambassador, context: sandbox}
 command:
   description:
     - The argv of the acting CLI call (C(intercept), C(replace), C(wiretap) or C(ingest), or C(leave)/C(detach) for
@@ -449,12 +501,16 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.common import
     check_dns1123_labels,
     check_port,
     check_positive,
+    dns1123_label_problem,
+    DNS1123_LABEL_FORM,
     fail_with,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.connection import (
     ConnectionSpec,
+    connected_result,
     differences,
     ensure_connected,
+    session_settings_problem,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, target_owner, target_problem
 from ansible_collections.devloop.telepresence.plugins.module_utils.intercept import (
@@ -511,6 +567,13 @@ def module_spec():
         preflight_only=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         mode=dict(type="str", default="intercept", choices=list(MODES)),
+        session=dict(type="dict", options=dict(
+            namespace=dict(type="str"),
+            also_proxy=dict(type="list", elements="str", default=[]),
+            never_proxy=dict(type="list", elements="str", default=[]),
+            mapped_namespaces=dict(type="list", elements="str", default=[]),
+            reconnect=dict(type="bool", default=True),
+        )),
     )
 
 
@@ -541,10 +604,26 @@ def validate(module):
         module.fail_json(msg="env_file and env_json name the same file %s; give them different paths"
                          % params["env_file"])
     check_env_file_targets(module)
+    check_session(module)
     try:
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_session(module):
+    session = module.params["session"]
+    if session is None:
+        return
+    if module.params["state"] != "present" and not module.params["preflight_only"]:
+        module.fail_json(msg="session makes sure of a session before an engagement is made; drop it with "
+                             "state=absent (a leave never connects)")
+    problem = dns1123_label_problem(session["namespace"]) if session["namespace"] is not None else None
+    if problem:
+        module.fail_json(msg="session.namespace %r %s; it must be %s" % (session["namespace"], problem, DNS1123_LABEL_FORM))
+    problem = session_settings_problem(session, prefix="session.")
+    if problem:
+        module.fail_json(msg=problem)
 
 
 def check_mode_name(module):
@@ -673,6 +752,30 @@ def read_own_status(runner):
     engagements = own_engagements(raw)
     status["modes"] = {name: mode for name, (_client, mode) in engagements.items()}
     return status, {name: client for name, (client, _mode) in engagements.items()}
+
+
+def make_session(module, runner, status):
+    """Make sure of O(session) from the ``status`` just read, as tp_connection state=connected would.
+
+    Returns ``(result, status)``: tp_connection's result for it, and the status the engagement starts from. A
+    session this step makes (or would make, in check mode) is new: nothing is engaged in it yet.
+    """
+    settings = module.params["session"]
+    spec = ConnectionSpec.from_params(dict(module.params, **settings), namespace=settings["namespace"])
+    # the status as tp_connection reports it: without the engagement modes read_own_status adds
+    before = {key: value for key, value in status.items() if key != "modes"}
+    outcome = ensure_connected(runner, spec, reconnect=settings["reconnect"], check_mode=module.check_mode,
+                               before=before, reconnect_option="session.reconnect")
+    result = connected_result(runner, spec, outcome, module.check_mode)
+    before, after = result.pop("before"), result.pop("after")
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    result["commands"] = [list(argv) for argv in runner.commands]
+    if not outcome["changed"]:
+        return result, status
+    fresh = dict(status, connected=False) if module.check_mode else dict(outcome["status"])
+    fresh.update(intercepts=[], modes={})
+    return result, fresh
 
 
 def plan_connection(runner, status, params):
@@ -909,6 +1012,11 @@ def present(module, runner, headers, result):
         check_mode_supported(caps, params["mode"])
     target = result["target"] = run_preflight(module)
     status, owners = read_own_status(runner)
+    session_action = "none"
+    if params["session"]:
+        result["session"], status = make_session(module, runner, status)
+        if result["session"]["changed"]:
+            session_action, owners = result["session"]["action"], {}
     connection, spec, planned_caps = plan_connection(runner, status, params)
     caps = caps or planned_caps
     existing = raw = None
@@ -922,14 +1030,14 @@ def present(module, runner, headers, result):
         if not caps.has("http_filters"):
             unsupported(module, "http_headers", "client %s has no intercept --http-header (2.25 and newer have it)"
                         % caps.version_string)
-    result.update(connection=connection, action=action,
+    result.update(connection=session_action if session_action != "none" else connection, action=action,
                   intercept=describe_intercept(existing, raw) if existing else None,
                   diff={"before": before_mapping(existing, connection != "none" and params["name"] in status["intercepts"]),
                         "after": wanted_mapping(params)})
     if reasons:
         result["reasons"] = reasons
     if action == "none" or module.check_mode:
-        result["changed"] = action != "none" or connection != "none"
+        result["changed"] = action != "none" or result["connection"] != "none"
         if action != "none":
             # RV(intercept) is what exists now (in check mode nothing was made): say apart what would be.
             result["planned"] = result["diff"]["after"]
@@ -1093,7 +1201,9 @@ def main():
     except (TelepresenceError, KubeError, PreflightError, Refused) as exc:
         # The argv and parameters are what this module composed; the error's message and output are the CLI's.
         protect(module, runner.commands, params, result)
-        fail_with(module, exc, commands=runner.commands, action=result["action"], connection=result["connection"])
+        session = {"session": result["session"]} if "session" in result else {}
+        fail_with(module, exc, commands=runner.commands, action=result["action"], connection=result["connection"],
+                  **session)
     diff = result.pop("diff", None)
     if module._diff:
         result["diff"] = diff

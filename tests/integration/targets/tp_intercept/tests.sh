@@ -58,6 +58,7 @@ playbook headers.yml
 playbook scoping.yml
 playbook port_identifier.yml
 playbook statefulset.yml
+playbook session.yml
 playbook calls_log.yml
 playbook modes.yml
 

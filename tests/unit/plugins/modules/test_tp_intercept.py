@@ -1112,3 +1112,96 @@ def test_secret_in_cli_error_text_is_masked_while_argv_stays_readable(run, binar
     assert SECRET not in failed.value.output
     assert "--mount=false" in failed.value.result["commands"][-1]
     assert "is false for root" in failed.value.result["msg"] + failed.value.result.get("stderr", "")
+
+
+# --- session: the connect of tp_connection state=connected, from the one status read (issue 16) ----------------------
+
+SESSION = dict(PRESENT, session={"namespace": "app"})
+EMPTY_LIST = ok(LIST_APP, listing("2.24"))
+
+
+def created_steps(*first):
+    return list(first) + [EMPTY_LIST, version("2.24"), ok(INTERCEPT_BASE + TAIL, detailed()),
+                          ok(LIST_APP, listing("2.24", info()))]
+
+
+def test_session_no_op_reads_the_status_once(run, binary):
+    done = run(SESSION, ok(STATUS, connected(intercepts=["fresh-app"])), ok(LIST_APP, listing("2.24", info())))
+    result = done.result
+    assert (result["changed"], result["action"], result["connection"]) == (False, "none", "none")
+    session = result["session"]
+    assert (session["changed"], session["action"], session["connected"], session["command"]) == \
+        (False, "none", True, None)
+    assert session["commands"] == argvs(binary, STATUS)
+    assert session["status"]["namespace"] == "app" and "before" not in session and "diff" not in session
+
+
+def test_session_connects_from_the_status_it_read_then_intercepts(run, binary):
+    done = run(SESSION, *created_steps(ok(STATUS, not_running()), ok(CONNECT_APP), ok(STATUS, connected())))
+    result = done.result
+    assert (result["changed"], result["action"], result["connection"]) == (True, "created", "connected")
+    session = result["session"]
+    assert (session["changed"], session["action"], session["connected"]) == (True, "connected", True)
+    assert session["command"] == [binary] + CONNECT_APP
+    assert session["commands"] == argvs(binary, STATUS, CONNECT_APP, STATUS)
+    # after our own connect the daemons are the client's version, as tp_connection reports
+    assert session["status"]["client_version"] == session["status"]["daemon_version"] == "2.24.0"
+
+
+def test_session_in_another_namespace_reconnects(run, binary):
+    done = run(SESSION, *created_steps(ok(STATUS, connected(namespace="other", intercepts=["old"])), ok(QUIT),
+                                       ok(CONNECT_APP), ok(STATUS, connected())))
+    assert (done.result["connection"], done.result["session"]["action"]) == ("reconnected", "reconnected")
+
+
+def test_session_without_reconnect_fails_naming_the_option(run):
+    args = dict(PRESENT, session={"namespace": "app", "reconnect": False})
+    with pytest.raises(Failed) as failed:
+        run(args, ok(STATUS, connected(namespace="other")))
+    assert "namespace is other, wanted app" in failed.value.result["msg"]
+    assert "set session.reconnect: true" in failed.value.result["msg"]
+
+
+def test_session_proxies_go_on_the_connect(run, binary):
+    args = dict(PRESENT, session={"namespace": "app", "also_proxy": ["10.1.0.0/16"], "mapped_namespaces": ["app"]})
+    connect = CONNECT_APP[:-2] + ["--also-proxy", "10.1.0.0/16", "--mapped-namespaces", "app", "--output", "json"]
+    done = run(args, *created_steps(ok(STATUS, not_running()), ok(connect), ok(STATUS, connected())))
+    assert done.result["session"]["command"] == [binary] + connect
+
+
+def test_session_check_mode_plans_from_one_status(run):
+    done = run(SESSION, ok(STATUS, not_running()), check=True, diff=True)
+    result = done.result
+    assert (result["changed"], result["action"], result["connection"]) == (True, "created", "connected")
+    session = result["session"]
+    assert (session["changed"], session["action"], session["connected"]) == (True, "connected", False)
+    assert session["planned"] == {"connected": True, "context": None, "namespace": "app",
+                                  "manager_namespace": "ambassador"}
+    assert session["diff"]["before"]["connected"] is False and session["diff"]["after"] == session["planned"]
+
+
+def test_session_is_in_the_result_of_an_engagement_that_fails(run, binary):
+    with pytest.raises(Failed) as failed:
+        run(SESSION, ok(STATUS, not_running()), ok(CONNECT_APP), ok(STATUS, connected()), EMPTY_LIST, version("2.24"),
+            fail(INTERCEPT_BASE + TAIL, err="intercept refused"))
+    session = failed.value.result["session"]
+    assert (session["action"], session["command"]) == ("connected", [binary] + CONNECT_APP)
+
+
+@pytest.mark.parametrize("settings,state,expected", [
+    ({"also_proxy": ["10.0.0.0"]}, "present", "session.also_proxy item '10.0.0.0' is not a subnet in CIDR notation"),
+    ({"mapped_namespaces": ["App"]}, "present", "session.mapped_namespaces item 'App'"),
+    ({"namespace": "bad ns"}, "present", "session.namespace 'bad ns'"),
+    ({"namespace": "app"}, "absent", "session makes sure of a session before an engagement is made; drop it with "
+                                     "state=absent"),
+])
+def test_session_bad_input_names_the_option(run, settings, state, expected):
+    with pytest.raises(Failed) as failed:
+        run(dict(PRESENT, session=settings, state=state))
+    assert expected in failed.value.result["msg"]
+
+
+def test_session_status_is_the_one_tp_connection_reports(run):
+    done = run(SESSION, ok(STATUS, connected(intercepts=["fresh-app"])), ok(LIST_APP, listing("2.24", info())))
+    assert "modes" not in done.result["session"]["status"]
+    assert done.result["session"]["status"]["intercepts"] == ["fresh-app"]
