@@ -102,24 +102,31 @@ def run_process(argv, timeout, env=None, cwd=None):
     """
     # AnsibleModule.run_command cannot start the child in a process group of its own, which the group kill
     # needs; this is the collection's one runner, so the sanity rule against Popen is waived here only.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                            stderr=subprocess.PIPE, env=env, cwd=cwd, close_fds=True, start_new_session=True,
-                            preexec_fn=_die_with_parent())
+    proc = None
     chunks = {"out": [], "err": []}
-    readers = [threading.Thread(target=_drain, args=(proc.stdout, chunks["out"])),
-               threading.Thread(target=_drain, args=(proc.stderr, chunks["err"]))]
-    for reader in readers:
-        reader.daemon = True
-        reader.start()
+    readers = []
     timed_out = False
+    # The handlers are in place before the child starts: a signal while it is being started is held until Popen
+    # has returned, then raises, so the group is known and killed (before, it ended the module at once, leaving the
+    # child's group running).
+    guard = _interrupts_raise(hold_while_starting=True)
     try:
-        with _interrupts_raise():
+        with guard:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                                    stderr=subprocess.PIPE, env=env, cwd=cwd, close_fds=True, start_new_session=True,
+                                    preexec_fn=_die_with_parent())
+            guard.started()
+            readers = [threading.Thread(target=_drain, args=(proc.stdout, chunks["out"])),
+                       threading.Thread(target=_drain, args=(proc.stderr, chunks["err"]))]
+            for reader in readers:
+                reader.daemon = True
+                reader.start()
             rc = _wait(proc, timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         rc = None
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             _kill_group(proc)
             proc.wait()
     if timed_out:
@@ -187,18 +194,32 @@ class _interrupts_raise:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, hold_while_starting=False):
         self.previous = {}
+        self.holding = hold_while_starting
+        self.held = None
 
     def __enter__(self):
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum in self.SIGNALS:
             try:
-                self.previous[signum] = signal.signal(signum, _raise_interrupted)
+                self.previous[signum] = signal.signal(signum, self._handle)
             except (OSError, ValueError):
                 pass
         return self
+
+    def _handle(self, signum, frame):
+        if self.holding:
+            self.held = signum
+            return
+        _raise_interrupted(signum, frame)
+
+    def started(self):
+        """The child is started: a signal held meanwhile raises now, and any later one at once."""
+        self.holding = False
+        if self.held is not None:
+            _raise_interrupted(self.held, None)
 
     def __exit__(self, *exc_info):
         for signum, handler in self.previous.items():

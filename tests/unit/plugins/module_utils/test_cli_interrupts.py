@@ -70,6 +70,28 @@ def test_a_signal_during_the_wait_kills_the_group_and_raises(tmp_path, signum):
     assert signal.getsignal(signum) == before
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_child_starts_is_held_then_kills_the_group(tmp_path, monkeypatch, signum):
+    # The signal lands inside Popen, after the fork: before the handlers were set first, it ended the process at
+    # once and the child's group ran on.
+    argv, pids = sleeper_with_child(tmp_path)
+    real_popen = subprocess.Popen
+    before = signal.getsignal(signum)
+
+    def popen_interrupted_on_the_way(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        read_pids(pids)
+        os.kill(os.getpid(), signum)
+        return proc
+
+    monkeypatch.setattr(cli.subprocess, "Popen", popen_interrupted_on_the_way)
+    with pytest.raises(cli.Interrupted, match=signal.Signals(signum).name):
+        cli.run_process(argv, 30)
+    for pid in read_pids(pids):
+        assert wait_gone(pid), "pid %d of the interrupted call still runs" % pid
+    assert signal.getsignal(signum) == before
+
+
 def test_handlers_are_restored_after_a_normal_call():
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     rc, out, _err, timed_out = cli.run_process(["/bin/sh", "-c", "echo ok"], 10)
