@@ -972,6 +972,54 @@ NOTES = {
 }
 
 
+# What each change for issue 16 bought, as measured when it landed (bench/run --only 1,2 --runs 5 for the no-op
+# figures, ratios paired in one run; make test on a clean clone, `CI=true bash .ci/run`). Kept here so every
+# `make bench` writes it next to the fresh figures.
+HISTORY = [
+    ("Issue filed",
+     "no-op re-run 10.1 s against 2.9 s for five pings: **3.7x**; 5 CLI calls (`version` twice, `status` twice); "
+     "`make test` 16 min on an idle machine"),
+    ("module_utils/kube.py reads JSON through the client's ApiClient and urllib3 pool, no generated API classes or "
+     "models (519e0ff)",
+     "the kubeconfig loader and ApiClient cost about 0.25 s per module process, where building "
+     "CoreV1Api/AppsV1Api and their models cost 1-2 s"),
+    ("`gc.freeze` at exit of a module that imported `kubernetes` (3eca878)",
+     "0.75-1.2 s less per cluster-reading task (the shutdown's collection; measurement 3)"),
+    ("dev_setup/setup: the control host's client role is skipped on a host that installed the client earlier in the "
+     "run (b09adc3)",
+     "one tp_binary task (checksum fetch, hashing, `version`) less: 5 CLI calls to 4"),
+    ("dev_setup's pre-flight play looks up no client; the intercept role does not repeat a passed pre-flight "
+     "(2b7082c)",
+     "two module tasks less in the re-run"),
+    ("tp_intercept `session`: the intercept role connects through tp_intercept instead of a tp_connection task "
+     "first (6e7ee38)",
+     "one module task and the second `status` less: 4 CLI calls to 3, no read repeated (goal 2 met); 63 tasks to "
+     "60; re-run/floor 3.12x to 2.96x (each paired, the same day)"),
+    ("make test: integration targets in two groups and Molecule in two shards side by side, pytests on two xdist "
+     "workers (a2d44c7, df3a5e7)",
+     "16 min to 15.7 min (943 s) on a clean clone"),
+    ("compat phase: ansible-test and the pytest runs side by side (82b3448)",
+     "the phase 204 s to 126 s (warm venvs, the same machine, back to back)"),
+    ("Measured again: make test on a clean clone at cf5fd41",
+     "1355 s, green; that day the machine ran the same phases 1.4-1.7x slower (lint 51 s and Molecule 147 s, "
+     "against 29 s and 89 s in the 943 s run; a ping task 0.38 s, against 0.25 s on 2026-11-21): the 15-minute "
+     "goal is not shown on it"),
+]
+
+TRIED = (
+    "Tried and dropped: pytest-xdist `--dist loadgroup`, every test handed out on its own except those sharing a "
+    "module-scoped fixture (the module-scoped workflow fixtures were then built twice: 705 s against 600 s for "
+    "`loadscope` on the same busy machine); the integration targets beside the Molecule scenarios (402 s against "
+    "407 s one after the other: both phases are CPU-bound on two cores)."
+)
+
+
+def history():
+    lines = ["| change | what it bought |", "|---|---|"]
+    lines += ["| %s | %s |" % row for row in HISTORY]
+    return "\n".join(lines + ["", TRIED, ""])
+
+
 def document(data):
     info = data["machine"]
     lines = [
@@ -993,6 +1041,9 @@ def document(data):
         "",
         interpretation(data),
         "",
+        "## What each change bought",
+        "",
+        history(),
         "## Details",
         "",
         details(data),
