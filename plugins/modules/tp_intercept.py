@@ -164,7 +164,7 @@ options:
         tp_connection first, so a re-run reads the status once (issue 16).
       - Only with O(state=present); ignored with O(preflight_only=true).
     type: dict
-    version_added: 0.3.0
+    version_added: 0.1.0
     suboptions:
       namespace:
         description:
