@@ -161,7 +161,7 @@ options:
         (the same connect flags in the same order, the same rule for reusing a session), from the one
         C(telepresence status) the module reads anyway. RV(session) is then what tp_connection returns.
       - The telepresence_intercept role passes its telepresence_connection_* variables here instead of running
-        tp_connection first, so a re-run reads the status once (issue 16).
+        tp_connection first, so a re-run reads the status once.
       - Only with O(state=present); ignored with O(preflight_only=true).
     type: dict
     version_added: 0.1.0
