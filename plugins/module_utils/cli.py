@@ -224,6 +224,9 @@ class _interrupts_raise:
     def __exit__(self, *exc_info):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if self.holding and self.held is not None:
+            # the child never started (Popen failed): the interrupt is still what ends the task
+            _raise_interrupted(self.held, None)
         return False
 
 

@@ -92,6 +92,19 @@ def test_a_signal_while_the_child_starts_is_held_then_kills_the_group(tmp_path, 
     assert signal.getsignal(signum) == before
 
 
+def test_a_signal_held_while_a_child_fails_to_start_still_interrupts(monkeypatch):
+    before = signal.getsignal(signal.SIGTERM)
+
+    def popen_interrupted_then_failing(*_args, **_kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(cli.subprocess, "Popen", popen_interrupted_then_failing)
+    with pytest.raises(cli.Interrupted, match="SIGTERM"):
+        cli.run_process(["/nonexistent/telepresence", "version"], 30)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_handlers_are_restored_after_a_normal_call():
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     rc, out, _err, timed_out = cli.run_process(["/bin/sh", "-c", "echo ok"], 10)
