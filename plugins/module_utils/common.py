@@ -63,15 +63,19 @@ def dns1123_label_problem(value):
     return None
 
 
-def check_dns1123_labels(module, *names):
-    """Fail naming the option when any of ``names`` (option names) holds a value that is not a DNS-1123 label."""
+def check_dns1123_labels(module, *names, params=None, prefix=""):
+    """Fail naming the option when any of ``names`` (option names) holds a value that is not a DNS-1123 label.
+
+    ``params`` and ``prefix`` check the suboptions of a dict option instead (``session.namespace``).
+    """
+    params = module.params if params is None else params
     for name in names:
-        value = module.params.get(name)
+        value = params.get(name)
         if value is None:
             continue
         problem = dns1123_label_problem(value)
         if problem:
-            module.fail_json(msg="%s %r %s; it must be %s" % (name, value, problem, DNS1123_LABEL_FORM))
+            module.fail_json(msg="%s%s %r %s; it must be %s" % (prefix, name, value, problem, DNS1123_LABEL_FORM))
 
 
 def boolean_problem(name, value, form):

@@ -202,7 +202,7 @@ def connected_result(runner, spec, outcome, check_mode):
         # The CLI refuses to connect to daemons of another version, so after our connect they match the client.
         status = dict(status, client_version=status.get("daemon_version"))
     planned = predicted_session(outcome["before"], spec) if check_mode and outcome["changed"] else None
-    result = {
+    return with_plan({
         "changed": outcome["changed"],
         "action": outcome["action"],
         "connected": bool(session_view(status)["connected"]),
@@ -210,7 +210,11 @@ def connected_result(runner, spec, outcome, check_mode):
         "command": last_command(runner, "connect") if acted else None,
         "before": session_view(outcome["before"]),
         "after": planned or session_view(status),
-    }
+    }, planned)
+
+
+def with_plan(result, planned):
+    """Check mode reports what is (``connected``, ``status``) and, apart, what would be (``planned``)."""
     if planned is not None:
         result["planned"] = planned
     return result

@@ -273,6 +273,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.connection im
     last_command,
     session_settings_problem,
     session_view,
+    with_plan,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.common import protect_kubeconfig_secrets
 
@@ -301,13 +302,6 @@ def apply_connected(module, runner):
     spec = ConnectionSpec.from_params(module.params)
     outcome = ensure_connected(runner, spec, reconnect=module.params["reconnect"], check_mode=module.check_mode)
     return connected_result(runner, spec, outcome, module.check_mode)
-
-
-def with_plan(result, planned):
-    """Check mode reports what is (``connected``, ``status``) and, apart, what would be (``planned``)."""
-    if planned is not None:
-        result["planned"] = planned
-    return result
 
 
 def apply_disconnected(module, runner, stop_daemons):

@@ -501,8 +501,6 @@ from ansible_collections.devloop.telepresence.plugins.module_utils.common import
     check_dns1123_labels,
     check_port,
     check_positive,
-    dns1123_label_problem,
-    DNS1123_LABEL_FORM,
     fail_with,
 )
 from ansible_collections.devloop.telepresence.plugins.module_utils.connection import (
@@ -618,9 +616,7 @@ def check_session(module):
     if module.params["state"] != "present" and not module.params["preflight_only"]:
         module.fail_json(msg="session makes sure of a session before an engagement is made; drop it with "
                              "state=absent (a leave never connects)")
-    problem = dns1123_label_problem(session["namespace"]) if session["namespace"] is not None else None
-    if problem:
-        module.fail_json(msg="session.namespace %r %s; it must be %s" % (session["namespace"], problem, DNS1123_LABEL_FORM))
+    check_dns1123_labels(module, "namespace", params=session, prefix="session.")
     problem = session_settings_problem(session, prefix="session.")
     if problem:
         module.fail_json(msg=problem)
@@ -763,9 +759,9 @@ def make_session(module, runner, status):
     settings = module.params["session"]
     spec = ConnectionSpec.from_params(dict(module.params, **settings), namespace=settings["namespace"])
     # the status as tp_connection reports it: without the engagement modes read_own_status adds
-    before = {key: value for key, value in status.items() if key != "modes"}
+    as_read = {key: value for key, value in status.items() if key != "modes"}
     outcome = ensure_connected(runner, spec, reconnect=settings["reconnect"], check_mode=module.check_mode,
-                               before=before, reconnect_option="session.reconnect")
+                               before=as_read, reconnect_option="session.reconnect")
     result = connected_result(runner, spec, outcome, module.check_mode)
     before, after = result.pop("before"), result.pop("after")
     if module._diff:
