@@ -202,3 +202,40 @@ def test_sigkill_of_the_module_process_ends_the_cli(tmp_path):
 def test_no_death_signal_off_linux(monkeypatch):
     monkeypatch.setattr(cli.sys, "platform", "darwin")
     assert cli._die_with_parent() is None  # pylint: disable=protected-access
+
+
+# --- how the wait learns that the call ended ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("with_pidfd", [True, False])
+def test_the_wait_sees_the_exit_with_and_without_a_pidfd(monkeypatch, with_pidfd):
+    if not with_pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("this Python has no os.pidfd_open: the other case covers it")
+    assert cli.run_process(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"], 10) == (3, "out\n", "err\n", False)
+
+
+def test_a_pidfd_reports_a_running_call_as_not_ended_and_an_ended_one_as_ended():
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("this Python has no os.pidfd_open")
+    proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    exit_fd = cli._exit_fd(proc)  # pylint: disable=protected-access
+    try:
+        assert exit_fd is not None
+        assert not cli._exited(proc, exit_fd, 0.05)  # pylint: disable=protected-access
+        proc.stdin.close()
+        assert cli._exited(proc, exit_fd, 10)  # pylint: disable=protected-access
+        assert proc.wait() == 0
+    finally:
+        os.close(exit_fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_timeout_still_ends_a_call_that_outlives_it_with_a_pidfd(tmp_path):
+    argv, pids = sleeper_with_child(tmp_path)
+    rc, _out, _err, timed_out = cli.run_process(argv, 0.5)
+    assert timed_out and rc is not None
+    for pid in read_pids(pids):
+        assert wait_gone(pid)
