@@ -223,6 +223,15 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  target:
+    description:
+      - The RV(target) of a O(preflight_only=true) task for the same engagement earlier in the same run. The task
+        then uses it instead of reading the namespace, workload, Service and Service port from the Kubernetes API
+        again (the local listener is still checked, as O(verify_local) says), so it neither loads the Kubernetes
+        client nor calls the API. The telepresence_intercept role passes it after its pre-flight.
+      - Only with O(state=present); ignored with O(preflight_only=true). Without it the pre-flight runs in this task.
+    type: dict
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes sure the intercept exists with this mapping and is active.
@@ -563,6 +572,7 @@ def module_spec():
         wait_timeout=dict(type="int", default=30),
         docker=dict(type="bool", default=False),
         preflight_only=dict(type="bool", default=False),
+        target=dict(type="dict"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         mode=dict(type="str", default="intercept", choices=list(MODES)),
         session=dict(type="dict", options=dict(
@@ -603,10 +613,30 @@ def validate(module):
                          % params["env_file"])
     check_env_file_targets(module)
     check_session(module)
+    check_target(module)
     try:
         return header_list(params["http_headers"])
     except ValueError as exc:
         module.fail_json(msg="http_headers %s" % exc)
+
+
+def check_target(module):
+    """A given ``target`` has what the mode uses of a pre-flight's result."""
+    target = module.params["target"]
+    if not target or module.params["preflight_only"]:
+        return
+    mode = module.params["mode"]
+    needed = {"workload_kind": str}
+    if mode != "ingest":
+        needed["port_number"] = int
+    if mode in ("intercept", "wiretap"):
+        needed["service"] = str
+    wrong = sorted(key for key, kind in needed.items()
+                   if not isinstance(target.get(key), kind) or isinstance(target.get(key), bool))
+    if wrong:
+        module.fail_json(msg="target lacks %s for mode %s: give the target a preflight_only task returned for this "
+                         "engagement, or leave target unset so this task runs the pre-flight itself"
+                         % (", ".join(wrong), mode))
 
 
 def check_session(module):
@@ -988,7 +1018,13 @@ def missing_env_files(params):
 # ---------------------------------------------------------------------------------------------------------------
 
 def target_of(params):
-    """The pre-flight of the mode: the Service port for intercept and wiretap, the container port for replace."""
+    """The pre-flight of the mode: the Service port for intercept and wiretap, the container port for replace.
+
+    An earlier pre-flight's result (option ``target``) is used as it is: reading the same objects again in the same
+    run would only repeat the Kubernetes client's import and the API calls (issue 16).
+    """
+    if params["target"] and not params["preflight_only"]:
+        return dict(params["target"])
     kube = Kube.from_params(params)
     if params["mode"] == "replace":
         return preflight_workload(kube, params["namespace"], params["workload"], params["service_port"])

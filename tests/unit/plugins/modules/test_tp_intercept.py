@@ -942,6 +942,39 @@ def test_preflight_only_calls_no_client_and_returns_the_target(run, monkeypatch,
                              "intercepted traffic will fail"]
 
 
+TARGET = {"workload_kind": "Deployment", "service": "fresh-app", "port_name": "http", "port_number": 80,
+          "target_port": 8080}
+
+
+def test_target_of_an_earlier_preflight_is_used_without_reading_the_cluster(run):
+    done = run(dict(PRESENT, target=TARGET),
+               ok(STATUS, connected(intercepts=["fresh-app"])),
+               ok(LIST_APP, listing("2.24", info())))
+    assert FakeKube.calls == []
+    assert (done.result["action"], done.result["target"]) == ("none", TARGET)
+
+
+def test_target_is_ignored_by_preflight_only_which_reads_the_cluster(run):
+    done = run(dict(PRESENT, preflight_only=True, target=dict(TARGET, service="stale")))
+    assert done.result["target"]["service"] == "fresh-app"
+    assert ("deployment", "app") in FakeKube.calls
+
+
+@pytest.mark.parametrize("mode,target,missing", [
+    ("intercept", {"workload_kind": "Deployment", "service": "fresh-app"}, "port_number"),
+    ("intercept", dict(TARGET, port_number=True), "port_number"),
+    ("wiretap", dict(TARGET, service=None), "service"),
+    ("replace", {"port_number": 80}, "workload_kind"),
+    ("ingest", {"service": None}, "workload_kind"),
+])
+def test_target_without_what_the_mode_uses_is_refused_before_any_call(run, mode, target, missing):
+    name = {"replace": {"name": "fresh-app"}, "ingest": {"name": "fresh-app"}}.get(mode, {})
+    with pytest.raises(Failed) as failed:
+        run(dict(PRESENT, mode=mode, target=target, **name))
+    assert failed.value.result["msg"].startswith("target lacks %s for mode %s: " % (missing, mode))
+    assert FakeKube.calls == []  # and no CLI call: none is scripted
+
+
 def test_preflight_only_names_a_missing_service_before_the_workload(run):
     with pytest.raises(Failed) as failed:
         run(dict(PRESENT, service="fresh-ap", preflight_only=True))
