@@ -88,6 +88,19 @@ def check_target(path, uid):
         raise FileRefused(problem)
 
 
+def check_writable(path, uid):
+    """What write_private would refuse or fail at for ``path``, found without writing (a pre-flight)."""
+    if not os.path.isabs(path):
+        raise FileRefused("path must be an absolute path, got %s" % path)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise FileRefused("path %s: the directory %s does not exist" % (path, folder))
+    check_target(path, uid)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileRefused("path %s cannot be written: the directory %s is not writable for this user; choose another "
+                          "path" % (path, folder))
+
+
 def write_private(path, data, uid, gid):
     """Write ``data`` (bytes) to ``path`` as a 0600 file owned by ``uid``:``gid``, whole or not at all.
 

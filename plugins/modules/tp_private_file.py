@@ -81,7 +81,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import (
     FileRefused,
-    check_target,
+    check_writable,
     read_nofollow,
     target_owner,
     write_private,
@@ -95,15 +95,6 @@ def unchanged(path, data, uid):
         return info.st_uid == uid and info.st_mode & 0o7777 == 0o600 and read_nofollow(path) == data
     except (OSError, FileRefused):
         return False
-
-
-def check_writable(path, uid):
-    """What write_private would refuse or fail at, found without writing (a pre-flight)."""
-    check_target(path, uid)
-    folder = os.path.dirname(path)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileRefused("path %s cannot be written: the directory %s is not writable for this user; choose another "
-                          "path" % (path, folder))
 
 
 def main():
