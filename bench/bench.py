@@ -934,15 +934,19 @@ def interpretation(data):
 NOTES = {
     "noop": (
         " Where a module task's time goes (cProfile and -X importtime of the modules as AnsiballZ runs them): the "
-        "module process pays about 0.14 s for `import ansible.module_utils.basic` (every module, ping included) and "
-        "0.04 s for this collection's module_utils; tp_manager and tp_intercept also pay about 0.25 s for the "
-        "`kubernetes` client's kubeconfig loader and ApiClient (module_utils/kube.py imports only those and reads "
-        "JSON through its urllib3 pool; the loader alone pulls in urllib3, requests-oauthlib, PyYAML, dateutil and "
-        "pydantic); each CLI call costs the emulator's 0.04-0.1 s. The rest of a task, about 0.13 s, is Ansible's "
-        "own per-task cost, which the floor's pings pay too. So the re-run's distance from the floor is the "
-        "tasks beyond five (the pre-flight play's tp_intercept and tp_private_file, the summary's tp_private_file), "
-        "the kubeconfig loader in three module processes, and the roles' small tasks (argument validation, "
-        "set_fact, include_role, skipped tasks) at 0.02-0.04 s each."),
+        "module process pays about 0.1-0.14 s for `import ansible.module_utils.basic` and the compilation of the "
+        "payload's sources (every module, ping included) and 0.02-0.04 s for this collection's module_utils; "
+        "tp_manager and the pre-flight's tp_intercept also pay 0.13-0.3 s for the `kubernetes` client's kubeconfig "
+        "loader and ApiClient (module_utils/kube.py imports only those and reads JSON through its urllib3 pool; the "
+        "loader alone pulls in urllib3, requests-oauthlib, PyYAML, dateutil and pydantic); the intercept's own "
+        "tp_intercept takes the pre-flight's `target` and loads no client; each CLI call costs the emulator's "
+        "0.04-0.08 s. The rest of a task, about 0.13 s, is Ansible's own per-task cost, which the floor's pings pay "
+        "too. So the re-run's distance from the floor is the module work beyond a ping's (the kubeconfig loader in "
+        "two module processes, three CLI calls, the summary file), the start of five plays, and the roles' small "
+        "tasks at 0.02-0.04 s each: one argument validation per role and play (nine), the dependency role's integer "
+        "check per play (four), the pre-flight's asserts, set_facts and skipped tasks. The roles as they are keep "
+        "about 45 such tasks; 1.6x would leave the whole run about 1 s above five pings, less than those tasks and "
+        "the five module tasks' own work cost together."),
     "calls": (
         " tp_binary asks `version` of an existing dest (issue 4); tp_intercept reads `status` first, so that `list` "
         "can never connect implicitly, and makes sure of the session from that same status (option `session`, "
@@ -1004,6 +1008,24 @@ HISTORY = [
      "1355 s, green; that day the machine ran the same phases 1.4-1.7x slower (lint 51 s and Molecule 147 s, "
      "against 29 s and 89 s in the 943 s run; a ping task 0.38 s, against 0.25 s on 2026-11-21): the 15-minute "
      "goal is not shown on it"),
+    ("tp_intercept takes the pre-flight's `target` and loads no Kubernetes client (acb11ef); summary parts recorded "
+     "by the filter summary_part in one imported set_fact, not an include_role each (e986d34); the summary path's "
+     "pre-flight as the controller-side filter private_file_problem, not a tp_private_file task (4dfd375); the "
+     "client lookup included only when no client is known (c71ba4c); CLI calls waited for on a pidfd (e9a3d0c)",
+     "no-op re-run 5.35 s to 4.59 s, 60 tasks to 49, 6 module tasks to 5; re-run/floor **3.12x to 2.64x** (852ca8a "
+     "and e9a3d0c..102570c back to back, 5 paired runs each, 2026-12-03). A `telepresence version` call of the "
+     "emulator through cli.run_process: 68 ms to 35 ms (median of 30; Popen.wait's sleeps had reached 32 ms)"),
+    ("compat phase: the 2.16 and 2.21 controller venvs kept in ~/.cache/devloop-telepresence/compat, keyed by the "
+     "pins and the Python (102570c)",
+     "the phase 231 s when it builds both venvs to 93 s from the cache (the same machine, the same day); 120 s in "
+     "a clean clone (388 s in the cold clean clone of stop 22)"),
+    ("pytests phase: the heaviest test modules handed out first (conftest MODULE_SECONDS), three xdist workers "
+     "instead of two",
+     "the phase 385 s to 314 s (two workers had left the cores about a third idle; the ordering alone: 393-401 s "
+     "to 385 s), all 465 tests, the same idle machine"),
+    ("make test on a clean clone at 509c680 (before the pytests change), `CI=true bash .ci/run`",
+     "green: the venv 25 s, then lint 33, sanity 40, units 19, compat 120, integration 187, Molecule 96, pytests "
+     "393 s: phases 888 s, **913 s** in all, just over the 15-minute goal (900 s)"),
 ]
 
 TRIED = (
