@@ -1018,7 +1018,7 @@ HISTORY = [
     ("compat phase: the 2.16 and 2.21 controller venvs kept in ~/.cache/devloop-telepresence/compat, keyed by the "
      "pins and the Python (102570c)",
      "the phase 231 s when it builds both venvs to 93 s from the cache (the same machine, the same day); 120 s in "
-     "a clean clone (388 s in the cold clean clone of stop 22)"),
+     "a clean clone (388 s in a clean clone on a cold machine, at 852ca8a the same day)"),
     ("pytests phase: the heaviest test modules handed out first (conftest MODULE_SECONDS), three xdist workers "
      "instead of two",
      "the phase 385 s to 314 s (two workers had left the cores about a third idle; the ordering alone: 393-401 s "
