@@ -88,14 +88,19 @@ def check_target(path, uid):
         raise FileRefused(problem)
 
 
-def check_writable(path, uid):
-    """What write_private would refuse or fail at for ``path``, found without writing (a pre-flight)."""
+def check_location(path):
+    """``path`` is absolute and its directory exists (what tp_private_file asks before anything else)."""
     if not os.path.isabs(path):
         raise FileRefused("path must be an absolute path, got %s" % path)
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise FileRefused("path %s: the directory %s does not exist" % (path, folder))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise FileRefused("path %s: the directory %s does not exist" % (path, os.path.dirname(path)))
+
+
+def check_writable(path, uid):
+    """What write_private would refuse or fail at for ``path``, found without writing (a pre-flight)."""
+    check_location(path)
     check_target(path, uid)
+    folder = os.path.dirname(path)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise FileRefused("path %s cannot be written: the directory %s is not writable for this user; choose another "
                           "path" % (path, folder))

@@ -81,6 +81,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import (
     FileRefused,
+    check_location,
     check_writable,
     read_nofollow,
     target_owner,
@@ -103,12 +104,9 @@ def main():
                                               owner=dict(type="str")),
                            supports_check_mode=True)
     path = module.params["path"]
-    if not os.path.isabs(path):
-        module.fail_json(msg="path must be an absolute path, got %s" % path)
-    if not os.path.isdir(os.path.dirname(path)):
-        module.fail_json(msg="path %s: the directory %s does not exist" % (path, os.path.dirname(path)))
     data = module.params["content"].encode("utf-8")
     try:
+        check_location(path)
         uid, gid = target_owner(module.params["owner"])
         if unchanged(path, data, uid):
             module.exit_json(changed=False, path=path, uid=uid)

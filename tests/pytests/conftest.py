@@ -15,7 +15,7 @@ import pytest
 from workflow_support import BIN, ROOT, run
 
 # Seconds each heavy test module took on an idle machine (its tests' setup, call and teardown, pytest --durations).
-# pytest-xdist's loadscope hands modules to the two workers in collection order, as each worker frees up: the heaviest
+# pytest-xdist's loadscope hands modules to its workers in collection order, as each worker frees up: the heaviest
 # first, so that no long module starts last while the other worker has nothing left (issue 16). A module missing
 # here keeps its place after these.
 MODULE_SECONDS = {"test_playbooks_modes.py": 138, "test_faults.py": 95, "test_playbooks_idempotent.py": 72,
