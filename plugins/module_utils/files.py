@@ -144,6 +144,15 @@ def write_private(path, data, uid, gid):
         os.close(fd)
 
 
+def holds(path, data, uid):
+    """True when ``path`` is already the 0600 regular file of ``uid`` holding ``data`` (bytes): nothing to write."""
+    try:
+        info = os.lstat(path)
+        return info.st_uid == uid and info.st_mode & 0o7777 == 0o600 and read_nofollow(path) == data
+    except (OSError, FileRefused):
+        return False
+
+
 def read_nofollow(path, limit=64 * 1024 * 1024):
     """The bytes of a regular file, refusing a symbolic link."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)

@@ -75,27 +75,16 @@ uid:
   sample: 1000
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import (
     FileRefused,
     check_location,
     check_writable,
-    read_nofollow,
+    holds,
     target_owner,
     write_private,
 )
-
-
-def unchanged(path, data, uid):
-    """True when ``path`` is already that 0600 regular file of ``uid`` holding ``data``."""
-    try:
-        info = os.lstat(path)
-        return info.st_uid == uid and info.st_mode & 0o7777 == 0o600 and read_nofollow(path) == data
-    except (OSError, FileRefused):
-        return False
 
 
 def main():
@@ -108,7 +97,7 @@ def main():
     try:
         check_location(path)
         uid, gid = target_owner(module.params["owner"])
-        if unchanged(path, data, uid):
+        if holds(path, data, uid):
             module.exit_json(changed=False, path=path, uid=uid)
         if module.check_mode:
             check_writable(path, uid)

@@ -143,3 +143,26 @@ def test_summary_file_is_0600_and_owned_by_the_invoking_user(runner, tmp_path):
     info = summary.lstat()
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (NOBODY.pw_uid, 0o600)
     assert summary.read_text().startswith("{")
+
+
+def write_status(play):
+    """How the summary role's write task ended: ok, skipped or failed."""
+    found = [item["status"] for item in play.tasks if item["task"].endswith("Write the summary to telepresence_summary_path")]
+    assert len(found) == 1, play.output[-3000:]
+    return found[0]
+
+
+def test_summary_file_that_holds_the_summary_is_left_and_any_other_rewritten(runner, tmp_path):
+    summary = tmp_path / "summary.json"
+    assert write_status(summary_play(runner, summary)) == "ok"
+    written, inode = summary.read_text(), summary.stat().st_ino
+    # The same summary again: the file is not replaced, and no module runs for it.
+    assert write_status(summary_play(runner, summary)) == "skipped"
+    assert summary.stat().st_ino == inode and summary.read_text() == written
+    # Readable by others, or other text: the module writes it again, private.
+    summary.chmod(0o644)
+    assert write_status(summary_play(runner, summary)) == "ok"
+    assert stat.S_IMODE(summary.stat().st_mode) == 0o600 and summary.read_text() == written
+    summary.write_text("{\"from\": \"an earlier run\"}\n")
+    assert write_status(summary_play(runner, summary)) == "ok"
+    assert summary.read_text() == written

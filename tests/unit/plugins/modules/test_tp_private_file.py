@@ -49,7 +49,7 @@ def test_check_mode_refuses_what_the_write_would(tmp_path, make, message):
 
 
 def test_check_mode_refuses_a_folder_it_cannot_write(tmp_path, monkeypatch):
-    monkeypatch.setattr(tp_private_file.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # the check is files.check_writable's
     done = run(tmp_path / "summary.json")
     assert isinstance(done, Failed)
     assert done.result["msg"] == ("path %s cannot be written: the directory %s is not writable for this user; choose "
