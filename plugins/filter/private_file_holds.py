@@ -54,14 +54,12 @@ _value:
 
 import os
 
-from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, holds, target_owner
+from ansible_collections.devloop.telepresence.plugins.module_utils.files import FileRefused, holds, option_target
 
 
 def private_file_holds(path, content, owner=""):
-    # expanded as the module's option of type path is
-    path = os.path.expanduser(os.path.expandvars(str(path)))
     try:
-        uid = target_owner(owner or None)[0]
+        path, uid = option_target(path, owner)
     except FileRefused:
         return False
     return os.path.isabs(path) and holds(path, str(content).encode("utf-8"), uid)

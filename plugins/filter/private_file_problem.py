@@ -49,20 +49,16 @@ _value:
   type: str
 """
 
-import os
-
 from ansible_collections.devloop.telepresence.plugins.module_utils.files import (
     FileRefused,
     check_writable,
-    target_owner,
+    option_target,
 )
 
 
 def private_file_problem(path, owner=""):
     try:
-        uid = target_owner(owner or None)[0]
-        # expanded as the module's option of type path is
-        check_writable(os.path.expanduser(os.path.expandvars(str(path))), uid)
+        check_writable(*option_target(path, owner))
     except FileRefused as exc:
         return exc.msg
     return ""

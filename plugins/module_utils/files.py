@@ -63,6 +63,12 @@ def target_owner(owner=None, environ=None):
     return os.geteuid(), os.getegid()
 
 
+def option_target(path, owner):
+    """``(path, uid)`` as tp_private_file sees its options ``path`` (type path: ``~`` and variables expanded) and
+    ``owner``, for the filters that run its checks in the controller's process. Raises FileRefused as target_owner."""
+    return os.path.expanduser(os.path.expandvars(str(path))), target_owner(owner or None)[0]
+
+
 def target_problem(path, uid):
     """None when ``path`` may be written for user ``uid`` (absent, or a regular file ``uid`` owns), else why not."""
     try:
