@@ -130,3 +130,39 @@ def test_bare_leave_reports_the_other_intercept(sandbox):
     playbook("leave", "-e", "telepresence_intercept_name=cart-dev")
     left = read_summary(sandbox)["leave"]
     assert (left["action"], left["intercept"]["name"]) == ("removed", "cart-dev")
+
+
+TWO_LEAVES = """
+- name: A leave that finds nothing, then one that removes cart-dev, in one run
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Leave fresh-app, which the session does not have
+      ansible.builtin.include_role:
+        name: devloop.telepresence.telepresence_intercept
+      vars:
+        telepresence_intercept_state: absent
+    - name: Leave cart-dev
+      ansible.builtin.include_role:
+        name: devloop.telepresence.telepresence_intercept
+      vars:
+        telepresence_intercept_state: absent
+        telepresence_intercept_name: cart-dev
+    - name: The summary
+      ansible.builtin.include_role:
+        name: devloop.telepresence.telepresence_summary
+"""
+
+
+def test_a_later_leave_does_not_report_what_an_earlier_one_read(sandbox, tmp_path):
+    setup_run = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                     str(ROOT / "playbooks" / "dev_setup.yml"), "-e", "telepresence_intercept_name=cart-dev"], env=sandbox)
+    assert setup_run.returncode == 0, setup_run.stdout[-4000:] + setup_run.stderr
+    playbook = tmp_path / "two-leaves.yml"
+    playbook.write_text(TWO_LEAVES)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(playbook)], env=sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in result.stdout
+    leave = read_summary(sandbox)["leave"]
+    assert (leave["action"], leave["intercept"]["name"]) == ("removed", "cart-dev")
+    assert "other_intercepts" not in leave and "message" not in leave, leave
