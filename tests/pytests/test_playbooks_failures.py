@@ -2,8 +2,8 @@
 # Copyright: devloop.telepresence contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """How the playbooks fail and what they report, run by path from the checkout with names that are not the defaults
-(issue 14): Service and Deployment cart in namespace shop, Service port web (80 -> 8080), local port 9090, traffic
-manager namespace tp-system, client v2.25.0.
+(issue 14): Service and Deployment cart in namespace shop, Service port web (80 -> 8080), local port 19090 (the issue
+had 9090), traffic manager namespace tp-system, client v2.25.0.
 
 - A typo in the Service name fails in dev_setup's pre-flight, naming telepresence_service and the Services there,
   before any change: no client installed, no traffic manager, no Telepresence CLI call at all.
@@ -59,9 +59,10 @@ def free(port):
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-# 9090 as the issue's user had it; another suite on this machine may hold it, then nothing listens there on purpose
-# only in the check-mode test, which needs a port where nothing listens anyway.
-LOCAL_PORT = 9090
+# The issue's user had 9090; test_try_your_app.py starts the README's dev server there, and with the suites side by
+# side (pytest-xdist) it could be listening while the check-mode test below needs a port where nothing listens. So a
+# port no other suite uses.
+LOCAL_PORT = 19090
 
 
 @pytest.fixture()
