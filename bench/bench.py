@@ -989,11 +989,12 @@ NOTES = {
         "only start and exit (as many tasks, as many distinct modules): it costs what five pings cost, so the floor "
         "is fair and the distance is this collection's work. That distance is the module work beyond a stub's (the "
         "kubeconfig loader in two module processes, three CLI calls, the checksum file and the hashing of the "
-        "client), the start of five plays, and the roles' small tasks at 0.02-0.04 s each: one argument validation "
-        "per role and play (nine), the dependency role's integer check per play (four), the pre-flight's asserts, "
-        "set_facts and skipped tasks. The summary file is no module task on a re-run (private_file_holds). The roles "
-        "as they are keep about 45 such tasks; 1.6x would leave the whole run about 1 s above five pings, less than "
-        "those tasks and the module tasks' own work cost together."),
+        "client), the start of five plays, and the roles' small tasks at 0.02-0.04 s each, skipped or not: one "
+        "argument validation per role and play (ten), the shared role's one include per play (four, skipped once a "
+        "client is known), the pre-flight's assert, the set_facts that work out the engagements and record the "
+        "results, and skipped tasks. The summary file is no module task on a re-run (private_file_holds). The roles "
+        "as they are keep 34 such tasks; 1.6x would leave the whole run about 1 s above five pings, less than those "
+        "tasks and the module tasks' own work (the two kubeconfig loaders alone 0.4-0.5 s) cost together."),
     "calls": (
         " tp_binary asks `version` of an existing dest (issue 4); tp_intercept reads `status` first, so that `list` "
         "can never connect implicitly, and makes sure of the session from that same status (option `session`, "
@@ -1082,6 +1083,12 @@ HISTORY = [
      "no-op re-run 6.36 s to 5.35 s, 5 module tasks to 4; re-run/floor **2.67x to 2.55x** (9e271fd and b52bab2 "
      "back to back, 5 paired runs each, 2026-12-04, a machine slower that day: five pings 2.1-2.4 s against 1.7-1.9 "
      "s on 2026-12-03). The stub floor (4 tasks, 3 distinct modules) 2.22 s against 2.10 s for five pings"),
+    ("roles: the shared role one task per play (its integer check and client lookup included only when there is "
+     "work), the intercept role's engagements and session namespace in one imported set_fact, its two input asserts "
+     "in one, the leave-only read of other intercepts included only on that path; the summary put together in one "
+     "set_fact (423f353, faa1e63)",
+     "no-op re-run 49 tasks to 38, the same 4 module tasks and 3 CLI calls; re-run/floor **2.47x to 2.32x** "
+     "(0adca86 and faa1e63 back to back, 5 paired runs each, 2026-12-04; five pings 1.86 s and 2.07 s)"),
 ]
 
 TRIED = (
