@@ -1089,13 +1089,22 @@ HISTORY = [
      "set_fact (423f353, faa1e63)",
      "no-op re-run 49 tasks to 38, the same 4 module tasks and 3 CLI calls; re-run/floor **2.47x to 2.32x** "
      "(0adca86 and faa1e63 back to back, 5 paired runs each, 2026-12-04; five pings 1.86 s and 2.07 s)"),
+    ("make test: ansible-lint beside sanity and units (phase `checks`, c5f27b9); integration groups weighted by "
+     "what each target took alone (c5f27b9); pytests with `--no-loadscope-reorder` and weights for every module "
+     "over 10 s (4bbef76); Molecule scenarios ordered so the two shards take about as long (a9fd360)",
+     "checks 123 s to 83-95 s (lint, sanity and units were 46-51, 48-50 and 24-27 s one after the other); "
+     "integration 242 s to 192-211 s; pytests 430 s to 389 s back to back. xdist's default had reordered the "
+     "modules by their number of tests, so the heaviest-first order of the row above had never applied (its "
+     "393-401 s to 385 s was noise). A clean clone at 6a713df: green in 954 s (phases 927 s: checks 83, compat 140, "
+     "integration 192, Molecule 109, pytests 403), against 987 s for the previous stop's CI"),
 ]
 
 TRIED = (
     "Tried and dropped: pytest-xdist `--dist loadgroup`, every test handed out on its own except those sharing a "
     "module-scoped fixture (the module-scoped workflow fixtures were then built twice: 705 s against 600 s for "
     "`loadscope` on the same busy machine); the integration targets beside the Molecule scenarios (402 s against "
-    "407 s one after the other: both phases are CPU-bound on two cores)."
+    "407 s one after the other: both phases are CPU-bound on two cores); four pytest-xdist workers instead of three "
+    "(401 s against 389 s, both with `--no-loadscope-reorder`, the same day)."
 )
 
 
