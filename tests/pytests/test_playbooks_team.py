@@ -110,12 +110,20 @@ def test_limit_still_prints_the_summary(sandbox, tmp_path):
     assert sorted(read_summary(sandbox)) == ["client"]
 
 
+def succeeded(env, path, *extra):
+    """ansible-playbook on the sandbox inventory, of PATH (a pathlib path) or of this collection's playbook of that
+    name (a str); its stdout, after asserting that it succeeded."""
+    if isinstance(path, str):
+        path = ROOT / "playbooks" / ("%s.yml" % path)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(path)] + list(extra),
+                 env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    return result.stdout
+
+
 def test_bare_leave_reports_the_other_intercept(sandbox):
     def playbook(name, *extra):
-        result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
-                      str(ROOT / "playbooks" / ("%s.yml" % name))] + list(extra), env=sandbox)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-        return result.stdout
+        return succeeded(sandbox, name, *extra)
 
     playbook("dev_setup", "-e", "telepresence_intercept_name=cart-dev")
     playbook("status")
@@ -155,14 +163,11 @@ TWO_LEAVES = """
 
 
 def test_a_later_leave_does_not_report_what_an_earlier_one_read(sandbox, tmp_path):
-    setup_run = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
-                     str(ROOT / "playbooks" / "dev_setup.yml"), "-e", "telepresence_intercept_name=cart-dev"], env=sandbox)
-    assert setup_run.returncode == 0, setup_run.stdout[-4000:] + setup_run.stderr
+    succeeded(sandbox, "dev_setup", "-e", "telepresence_intercept_name=cart-dev")
     playbook = tmp_path / "two-leaves.yml"
     playbook.write_text(TWO_LEAVES)
-    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(playbook)], env=sandbox)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in result.stdout
+    output = succeeded(sandbox, playbook)
+    assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in output
     leave = read_summary(sandbox)["leave"]
     assert (leave["action"], leave["intercept"]["name"]) == ("removed", "cart-dev")
     assert "other_intercepts" not in leave and "message" not in leave, leave
