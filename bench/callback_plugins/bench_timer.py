@@ -4,7 +4,8 @@
 """Benchmark-only callback (bench/run enables it): one JSON line per task result, with the wall clock.
 
 Writes to the file named by BENCH_TIMER_FILE (nothing when unset): the controller's time.time() when each result
-arrived, the task's name and action, the host and the outcome, and a last ``stats`` line. The sandbox stamps
+arrived, the task's name and action, the host and the outcome (and, for this collection's modules, the arguments the
+task ran with), and a last ``stats`` line. The sandbox stamps
 events.log with time.time() too, so the two can be subtracted (measurement 3 of bench/run).
 """
 
@@ -15,6 +16,8 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+
+MODULES = "devloop.telepresence."
 
 DOCUMENTATION = """
 name: bench_timer
@@ -56,7 +59,17 @@ class CallbackModule(CallbackBase):
             "action": task.action,
             "outcome": outcome,
             "changed": bool(result._result.get("changed")),  # pylint: disable=protected-access
+            # bench/run replays this collection's module runs with the arguments they ran with: row 1d.
+            "invocations": self._invocations(result) if task.action.startswith(MODULES) else None,
         })
+
+    @staticmethod
+    def _invocations(result):
+        """The module_args of each module run the result holds (one, or one per loop item)."""
+        outcome = result._result  # pylint: disable=protected-access
+        runs = outcome.get("results") if isinstance(outcome.get("results"), list) else [outcome]
+        return [run["invocation"]["module_args"] for run in runs
+                if isinstance(run, dict) and isinstance(run.get("invocation"), dict)]
 
     def v2_runner_on_ok(self, result):
         self._result(result, "ok")
