@@ -974,7 +974,8 @@ def direct_floor_note(noop):
     others = noop["task_times"].get("(all other tasks)", {}).get("median")
     text = (" Row 1d runs the re-run's %d module runs alone, with the arguments they had and no role around them: "
             "%s the floor (%s s). With this Ansible configuration no playbook that makes these module calls can be "
-            "faster, so it is the floor of any role design; " % (noop["direct_runs"], fmt(noop["direct_ratio"]["median"], "x"), fmt(direct)))
+            "faster, so it is the floor of any role design; " % (
+                noop["direct_runs"], fmt(noop["direct_ratio"]["median"], "x"), fmt(direct)))
     if room <= 0:
         text += "it is already above %.1fx before any role task runs." % GOALS["noop"]
     else:

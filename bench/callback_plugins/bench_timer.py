@@ -4,9 +4,9 @@
 """Benchmark-only callback (bench/run enables it): one JSON line per task result, with the wall clock.
 
 Writes to the file named by BENCH_TIMER_FILE (nothing when unset): the controller's time.time() when each result
-arrived, the task's name and action, the host and the outcome (and, for this collection's modules, the arguments the
-task ran with), and a last ``stats`` line. The sandbox stamps
-events.log with time.time() too, so the two can be subtracted (measurement 3 of bench/run).
+arrived, the task's name and action, the host and the outcome (and, for this collection's modules, the module_args
+of each run), and a last ``stats`` line. The sandbox stamps events.log with time.time() too, so the two can be
+subtracted (measurement 3 of bench/run).
 """
 
 from __future__ import annotations
