@@ -1186,7 +1186,9 @@ TRIED = (
     "module-scoped fixture (the module-scoped workflow fixtures were then built twice: 705 s against 600 s for "
     "`loadscope` on the same busy machine); the integration targets beside the Molecule scenarios (402 s against "
     "407 s one after the other: both phases are CPU-bound on two cores); four pytest-xdist workers instead of three "
-    "(401 s against 389 s, both with `--no-loadscope-reorder`, the same day)."
+    "(401 s against 389 s, both with `--no-loadscope-reorder`, the same day); dev_setup's pre-flight and client "
+    "plays as one play (both run on the workstations): the shared role, a dependency of both imported roles, still "
+    "ran twice in that play, so the re-run kept its 38 tasks."
 )
 
 
