@@ -122,20 +122,17 @@ def succeeded(env, path, *extra):
 
 
 def test_bare_leave_reports_the_other_intercept(sandbox):
-    def playbook(name, *extra):
-        return succeeded(sandbox, name, *extra)
-
-    playbook("dev_setup", "-e", "telepresence_intercept_name=cart-dev")
-    playbook("status")
+    succeeded(sandbox, "dev_setup", "-e", "telepresence_intercept_name=cart-dev")
+    succeeded(sandbox, "status")
     intercept, = read_summary(sandbox)["status"]["intercepts"]
     assert intercept["name"] == "cart-dev" and intercept["ports"] == ["%s:http" % intercept["local_port"]]
-    output = playbook("leave")
+    output = succeeded(sandbox, "leave")
     leave = read_summary(sandbox)["leave"]
     assert leave["action"] == "none"
     assert [item["name"] for item in leave["other_intercepts"]] == ["cart-dev"]
     assert "No intercept named fresh-app (telepresence_intercept_name) in this session, which has cart-dev" in output
     assert leave["message"].startswith("No intercept named fresh-app")
-    playbook("leave", "-e", "telepresence_intercept_name=cart-dev")
+    succeeded(sandbox, "leave", "-e", "telepresence_intercept_name=cart-dev")
     left = read_summary(sandbox)["leave"]
     assert (left["action"], left["intercept"]["name"]) == ("removed", "cart-dev")
 
