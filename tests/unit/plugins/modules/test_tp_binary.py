@@ -22,7 +22,7 @@ from ansible.module_utils import basic
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import binary, cli
-from ansible_collections.devloop.telepresence.plugins.modules import tp_binary
+from ansible_collections.devloop.telepresence.plugins.module_utils import binary_module as tp_binary
 
 PUBLISHED_2240 = "356f075ee670af4b5a85fc58f548809b6fc683062cf798efc01fcf67b8df2eeb"
 ARTIFACTS = {version: ("#!/bin/sh\n# fake telepresence %s\n" % version).encode() * 50

@@ -20,7 +20,7 @@ from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.module_
 
 from ansible_collections.devloop.telepresence.plugins.module_utils import cli, connection
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError
-from ansible_collections.devloop.telepresence.plugins.modules import tp_intercept
+from ansible_collections.devloop.telepresence.plugins.module_utils import intercept_module as tp_intercept
 
 SECRET = "sbx-secret-0123456789abcdef"
 SEMVER = {"2.20": "2.20.2", "2.24": "2.24.0", "2.25": "2.25.0", "2.29": "2.29.0", "2.30": "2.30.0"}

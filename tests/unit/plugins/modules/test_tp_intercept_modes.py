@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from ansible_collections.devloop.telepresence.plugins.modules import tp_intercept
+from ansible_collections.devloop.telepresence.plugins.module_utils import intercept_module as tp_intercept
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules import test_tp_intercept as base
 # binary, clock, isolation and run are fixtures: importing them is what makes pytest use them here.
 from ansible_collections.devloop.telepresence.tests.unit.plugins.modules.test_tp_intercept import (  # noqa: F401

@@ -21,7 +21,7 @@ from ansible_collections.devloop.telepresence.plugins.module_utils import cli, c
 from ansible_collections.devloop.telepresence.plugins.module_utils.capabilities import Capabilities
 from ansible_collections.devloop.telepresence.plugins.module_utils.cli import TelepresenceError
 from ansible_collections.devloop.telepresence.plugins.module_utils.kube import KubeError
-from ansible_collections.devloop.telepresence.plugins.modules import tp_manager
+from ansible_collections.devloop.telepresence.plugins.module_utils import manager_module as tp_manager
 from ansible_collections.devloop.telepresence.tests.unit.plugins.module_utils.test_manager import (
     FakeKube,
     deployment,
