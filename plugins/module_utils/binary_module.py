@@ -52,6 +52,7 @@ ARGUMENT_SPEC = dict(
     checksum_url=dict(type="str"),
     checksum_policy=dict(type="str", default="warn", choices=["warn", "require"]),
     allow_insecure_http=dict(type="bool", default=False),
+    verify_in_check_mode=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
     validate_certs=dict(type="bool", default=True),
     timeout=dict(type="int", default=300),
@@ -179,7 +180,8 @@ class BinaryManager:
     def known_digest(self):
         """``(digest, origin)`` by precedence checksum > checksum_url > built-in table; ``(None, None)`` if unknown.
 
-        In check mode checksum_url is not fetched: the origin is then ``checksum_url`` with an unknown digest.
+        In check mode checksum_url is not fetched unless verify_in_check_mode: the origin is then ``checksum_url``
+        with an unknown digest.
         """
         if self._digest is not None:
             return self._digest
@@ -188,7 +190,7 @@ class BinaryManager:
         digest, origin = None, None
         if req.checksum:
             digest, origin = req.checksum, "checksum"
-        elif req.checksum_url and self.module.check_mode:
+        elif req.checksum_url and self.module.check_mode and not self.module.params["verify_in_check_mode"]:
             return None, "checksum_url"
         elif req.checksum_url:
             digest = digest_from_checksum_file(

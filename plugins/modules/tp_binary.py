@@ -113,6 +113,15 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  verify_in_check_mode:
+    description:
+      - In check mode, fetch O(checksum_url) too and check an existing O(dest) against its digest, as a run that is
+        not in check mode does. Without it, check mode reads only local state and an existing O(dest) that reports
+        the pinned version counts as up to date.
+      - M(devloop.telepresence.tp_plan) sets it, so that its check decides as the task itself would.
+    type: bool
+    default: false
+    version_added: 0.1.0
   force:
     description:
       - Download and replace O(dest) even when it, or a system binary, already reports the pinned version.

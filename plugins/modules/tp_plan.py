@@ -8,18 +8,23 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: tp_plan
 short_description: Say in one process whether tasks of this collection would change anything
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs each task of O(tasks), a M(devloop.telepresence.tp_binary), M(devloop.telepresence.tp_manager) or
     M(devloop.telepresence.tp_intercept) task with its arguments, in check mode, one after the other in this
     module's own process, and returns their results.
-  - It stops at the first task that would change something, failed, or warned: RV(noop) is then false.
+  - It stops at the first task that would change something or failed; RV(noop) is then false. A traffic manager
+    that is installed but not ready also counts as something to do (M(devloop.telepresence.tp_manager) waits for
+    it).
+  - M(devloop.telepresence.tp_binary) tasks run with O(devloop.telepresence.tp_binary#module:verify_in_check_mode),
+    so an existing client is checked against O(devloop.telepresence.tp_binary#module:checksum_url) as on its own.
+  - The tasks' warnings are this module's warnings too, prefixed with the module's name.
   - Each task reads what it reads when it runs on its own (the client's version, the cluster, the session) and
     decides the same way, since it is the same module code; only the module process is shared, which saves a
     module start and payload for every task after the first (issue 16).
-  - The collection's C(dev_setup) and C(setup) playbooks run it first: when every task of the run is a no-op,
-    they skip the plays that would run those tasks again one by one and report these results.
-  - Changes nothing itself, so RV(changed) is always false.
+  - The collection's C(dev_setup) playbook runs it first; when every task of the run is a no-op, it skips the plays
+    that would run those tasks again one by one and reports these results.
+  - Changes nothing itself, so C(changed) is always false.
 author:
   - devloop.telepresence maintainers (@devloop)
 extends_documentation_fragment:
@@ -40,7 +45,7 @@ options:
     type: list
     elements: dict
     required: true
-    version_added: 0.2.0
+    version_added: 0.1.0
     suboptions:
       module:
         description:
@@ -55,11 +60,21 @@ options:
             defaults and environment fallbacks, as on their own.
         type: dict
         default: {}
+      client_options:
+        description:
+          - Options left out of O(tasks[].args) that take the client the last M(devloop.telepresence.tp_binary) task
+            before this one found, V(binary_path) from its RV(devloop.telepresence.tp_binary#module:path) and
+            V(version) from its RV(devloop.telepresence.tp_binary#module:version), as the collection's roles hand them
+            on.
+        type: list
+        elements: str
+        choices: [binary_path, version]
+        default: []
 requirements:
   - What each task's module requires (the C(kubernetes) Python library for M(devloop.telepresence.tp_manager) and
     for M(devloop.telepresence.tp_intercept) without O(devloop.telepresence.tp_intercept#module:target)).
 notes:
-  - A task's problem (bad arguments, an unreachable cluster) is no failure of this module: that task's result has
+  - A task's problem (bad arguments, an unreachable cluster) is no failure of this module; that task's result has
     C(failed) and C(msg), and RV(noop) is false, so the task itself runs next and fails with its own message.
 seealso:
   - module: devloop.telepresence.tp_binary
@@ -85,7 +100,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 noop:
-  description: Whether every task ran and none would change anything, failed or warned.
+  description: Whether every task ran and none would change anything or failed.
   returned: always
   type: bool
   sample: true
@@ -114,9 +129,19 @@ PREFIX = "devloop.telepresence."
 MAINS = {"tp_binary": binary_module.main, "tp_manager": manager_module.main, "tp_intercept": intercept_module.main}
 
 
+# Options tp_plan gives each module, so that its check mode reads what a run that is not in check mode reads.
+CHECK_ARGS = {"tp_binary": {"verify_in_check_mode": True}}
+
+
 def is_noop(result):
-    """Whether a task's check-mode result says it would do nothing: not changed, not failed, no warning."""
-    return not (result.get("changed") or result.get("failed") or result.get("warnings") or result.get("deprecations"))
+    """Whether a task's check-mode result says a real run would do nothing: not changed, not failed.
+
+    tp_manager waits for a traffic manager that is installed but not ready, which check mode does not: such a
+    manager is something to do.
+    """
+    if result.get("changed") or result.get("failed"):
+        return False
+    return not (result.get("module") == PREFIX + "tp_manager" and result.get("installed") and not result.get("ready"))
 
 
 def run_checked(name, args, internal):
@@ -146,6 +171,13 @@ def run_checked(name, args, internal):
         return {"failed": True, "msg": "%s%s returned no result" % (PREFIX, name)}
 
 
+def warning_text(warning):
+    """A warning as a module printed it: text, or from ansible-core 2.19 on an event with its ``msg``."""
+    if isinstance(warning, dict):
+        return (warning.get("event") or {}).get("msg") or json.dumps(warning, sort_keys=True)
+    return str(warning)
+
+
 def clear_messages():
     # pylint: disable=protected-access
     warnings._global_warnings.clear()
@@ -158,18 +190,37 @@ def internal_args():
     return dict((key, value) for key, value in given.items() if key.startswith("_ansible_"))
 
 
+def with_client(args, options, client):
+    """``args`` with each of ``options`` it leaves out taken from the tp_binary result ``client`` (if any)."""
+    keys = {"binary_path": "path", "version": "version"}
+    filled = dict(args)
+    for option in options:
+        if filled.get(option) is None and (client or {}).get(keys[option]):
+            filled[option] = client[keys[option]]
+    return filled
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(tasks=dict(type="list", elements="dict", required=True, options=dict(
         module=dict(type="str", required=True, choices=sorted(set(MAINS) | set(PREFIX + name for name in MAINS))),
-        args=dict(type="dict", default={})))), supports_check_mode=True)
+        args=dict(type="dict", default={}),
+        client_options=dict(type="list", elements="str", default=[], choices=["binary_path", "version"])))),
+        supports_check_mode=True)
     internal = internal_args()
-    results = []
+    results, client, warned = [], None, []
     for task in module.params["tasks"]:
         name = task["module"][len(PREFIX):] if task["module"].startswith(PREFIX) else task["module"]
-        result = dict(run_checked(name, task["args"], internal), module=PREFIX + name)
+        args = dict(CHECK_ARGS.get(name, {}), **with_client(task["args"], task["client_options"], client))
+        result = dict(run_checked(name, args, internal), module=PREFIX + name)
         results.append(result)
+        warned.extend("%s: %s" % (result["module"], warning_text(warning)) for warning in result.get("warnings") or [])
+        if name == "tp_binary":
+            client = result
         if not is_noop(result):
             break
+    # After the last task: each run starts from no process-wide warnings.
+    for warning in warned:
+        module.warn(warning)
     noop = len(results) == len(module.params["tasks"]) and is_noop(results[-1]) if results else True
     # Each task's own invocation is already censored by that module (no_log options, chart values).
     module.exit_json(changed=False, noop=noop, results=results,
