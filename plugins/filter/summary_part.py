@@ -19,11 +19,11 @@ author: devloop.telepresence contributors
 description:
   - Returns the summary parts (the input, C(telepresence_summary_parts)) with O(key) set to the registered result
     O(value) of a step, without Ansible's bookkeeping (C(invocation), C(diff), C(failed), C(skipped), C(commands),
-    file attributes and keys that start with C(_)). The module's warnings stay with its part when there are any.
+    file attributes, a loop's own keys and keys that start with C(_)). The module's warnings stay with its part
+    when there are any.
   - A part that recorded a change is kept when the same step is only re-checked later in the run (the control host's
     client check after the workstation's install), so the summary says what the run did.
-  - With O(each=true), O(value) is a list of a loop's results and the part is one object per item, each also
-    without the loop's own keys.
+  - With O(each=true), O(value) is a list of a loop's results and the part is one object per item.
   - The devloop.telepresence roles record each step with it; the telepresence_summary role prints the parts.
 positional: key, value
 options:
@@ -65,6 +65,8 @@ LOOP_KEYS = frozenset(("item", "ansible_loop_var", "ansible_index_var"))
 
 
 def _answer(result, omitted):
+    # A loop's index variable is named by the result's ansible_index_var: loop bookkeeping too.
+    omitted = omitted | LOOP_KEYS | {result.get("ansible_index_var")}
     return {key: value for key, value in result.items() if key not in omitted and not str(key).startswith("_")}
 
 
@@ -74,7 +76,7 @@ def summary_part(parts, key, value, each=False):
     if each:
         if not isinstance(value, (list, tuple)):
             raise TypeError("summary_part: with each=true the value must be a list of results")
-        return dict(parts, **{key: [_answer(item, OMITTED | LOOP_KEYS) for item in value]})
+        return dict(parts, **{key: [_answer(item, OMITTED) for item in value]})
     if not isinstance(value, dict):
         raise TypeError("summary_part: the value of %s must be a registered result (a dict)" % key)
     part = _answer(value, OMITTED)

@@ -28,9 +28,9 @@ def parts(summary):
     return [item for value in summary.values() for item in (value if isinstance(value, list) else [value])]
 
 
-def playbook(name, env):
+def playbook(name, env, *extra):
     result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
-                  str(ROOT / "playbooks" / ("%s.yml" % name))], env=env)
+                  str(ROOT / "playbooks" / ("%s.yml" % name))] + list(extra), env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     # ansible-core 2.19 warns when a task name's template fails, even one it shows in full (the record task's, which
     # once rendered the intercept role's warning for a leave that never ran).
@@ -75,3 +75,22 @@ def test_check_mode_changes_nothing(sandbox):
     after = read_summary(sandbox)["status"]
     assert after["status"]["connected"] is False
     assert after["intercepts"] == []
+
+
+def test_dev_setup_that_has_nothing_to_do_takes_the_quick_way(sandbox):
+    """A re-run that tp_plan finds nothing to do for skips the four plays and reports what they would have; a run
+    with something to do (the intercept was left) runs them (issue 16)."""
+    playbook("dev_setup", sandbox)
+    quick, output = playbook("dev_setup", sandbox)
+    assert quick["changed"] == 0
+    assert "TASK [Check them in one module run]" in output
+    assert output.count("skipping: no hosts matched") == 4, output[-3000:]
+    assert "TASK [devloop.telepresence.telepresence_client : Make sure the pinned" not in output
+    quick_summary = read_summary(sandbox)
+    every_play, output = playbook("dev_setup", sandbox, "-e", "telepresence_dev_setup_plan=false")
+    assert every_play["changed"] == 0 and "skipping: no hosts matched" not in output
+    assert read_summary(sandbox) == quick_summary
+    playbook("leave", sandbox)
+    again, output = playbook("dev_setup", sandbox)
+    assert again["changed"] > 0 and "skipping: no hosts matched" not in output
+    assert read_summary(sandbox)["intercept"]["action"] == "created"

@@ -41,8 +41,15 @@ def test_each_gives_one_object_per_loop_item_without_the_loop_keys():
                 "ansible_index_var": "i", "i": 0, "invocation": {}},
                {"changed": True, "action": "created", "item": {"name": "b"}, "ansible_loop_var": "item"}]
     assert summary_part({"client": CHECKED}, "intercepts", results, each=True) == {
-        "client": CHECKED, "intercepts": [{"changed": False, "action": "none", "i": 0},
+        "client": CHECKED, "intercepts": [{"changed": False, "action": "none"},
                                           {"changed": True, "action": "created"}]}
+
+
+def test_a_loop_items_result_as_a_single_part_loses_the_loop_keys_too():
+    # the intercept part is the first engagement's item result; its index variable is loop bookkeeping
+    item = {"changed": False, "action": "none", "ansible_index_var": "telepresence_intercept_index",
+            "telepresence_intercept_index": 0}
+    assert summary_part({}, "intercept", item) == {"intercept": {"changed": False, "action": "none"}}
 
 
 @pytest.mark.parametrize("parts,value,each,message", [
