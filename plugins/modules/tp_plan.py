@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Runs each task of O(tasks), a M(devloop.telepresence.tp_binary), M(devloop.telepresence.tp_manager) or
     M(devloop.telepresence.tp_intercept) task with its arguments, in check mode, one after the other in this
-    module's own process, and returns their results.
+    module's own process, and returns their results (RV(checked)).
   - It stops at the first task that would change something or failed; RV(noop) is then false. A traffic manager
     that is installed but not ready also counts as something to do (M(devloop.telepresence.tp_manager) waits for
     it).
@@ -104,7 +104,7 @@ noop:
   returned: always
   type: bool
   sample: true
-results:
+checked:
   description:
     - The result of each task that ran, in order, as the module returns it in check mode, with C(module) added
       (its full name). The last one is the task that stopped the run when RV(noop) is false.
@@ -200,6 +200,16 @@ def with_client(args, options, client):
     return filled
 
 
+def shown_args(args, result):
+    """The options a task was given, with the values its module shows in its own invocation.
+
+    That module has already hidden what it keeps secret (no_log options, chart values); a value it does not show
+    (a task that failed before it parsed its options) stays hidden here too.
+    """
+    shown = (result.get("invocation") or {}).get("module_args") or {}
+    return dict((key, shown.get(key, "VALUE_HIDDEN_BY_TP_PLAN")) for key in args)
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(tasks=dict(type="list", elements="dict", required=True, options=dict(
         module=dict(type="str", required=True, choices=sorted(set(MAINS) | set(PREFIX + name for name in MAINS))),
@@ -207,12 +217,13 @@ def main():
         client_options=dict(type="list", elements="str", default=[], choices=["binary_path", "version"])))),
         supports_check_mode=True)
     internal = internal_args()
-    results, client, warned = [], None, []
+    checked, given, client, warned = [], [], None, []
     for task in module.params["tasks"]:
         name = task["module"][len(PREFIX):] if task["module"].startswith(PREFIX) else task["module"]
         args = dict(CHECK_ARGS.get(name, {}), **with_client(task["args"], task["client_options"], client))
         result = dict(run_checked(name, args, internal), module=PREFIX + name)
-        results.append(result)
+        checked.append(result)
+        given.append(dict(task, args=shown_args(task["args"], result)))
         warned.extend("%s: %s" % (result["module"], warning_text(warning)) for warning in result.get("warnings") or [])
         if name == "tp_binary":
             client = result
@@ -221,11 +232,9 @@ def main():
     # After the last task: each run starts from no process-wide warnings.
     for warning in warned:
         module.warn(warning)
-    noop = len(results) == len(module.params["tasks"]) and is_noop(results[-1]) if results else True
-    # Each task's own invocation is already censored by that module (no_log options, chart values).
-    module.exit_json(changed=False, noop=noop, results=results,
-                     invocation={"module_args": {"tasks": [{"module": result["module"], "args": result.get(
-                         "invocation", {}).get("module_args", {})} for result in results]}})
+    noop = len(checked) == len(module.params["tasks"]) and is_noop(checked[-1]) if checked else True
+    # Not "results": Ansible and callbacks read a result's "results" as a loop's items.
+    module.exit_json(changed=False, noop=noop, checked=checked, invocation={"module_args": {"tasks": given}})
 
 
 if __name__ == "__main__":

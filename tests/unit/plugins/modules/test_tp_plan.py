@@ -97,3 +97,12 @@ def test_each_task_reports_only_its_own_warnings(monkeypatch):
 def test_warning_text_of_both_formats():
     assert tp_plan.warning_text("plain") == "plain"
     assert tp_plan.warning_text({"event": {"msg": "from an event"}}) == "from an event"
+
+
+def test_shown_args_are_the_given_options_as_their_module_shows_them():
+    result = {"invocation": {"module_args": {"values": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "state": "present",
+                                             "wait": True}}}
+    assert tp_plan.shown_args({"values": {"token": "s3cret"}, "state": "present"}, result) == {
+        "values": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "state": "present"}
+    assert tp_plan.shown_args({"values": {"token": "s3cret"}}, {"failed": True}) == {
+        "values": "VALUE_HIDDEN_BY_TP_PLAN"}
