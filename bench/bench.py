@@ -979,7 +979,7 @@ def direct_floor_note(noop):
     if room <= 0:
         text += "it is already above %.1fx before any role task runs." % GOALS["noop"]
     else:
-        text += "%.1fx leaves the roles %s s for everything else they do (%d tasks%s, and the start of five plays)." % (
+        text += "%.1fx leaves the roles %s s for everything else they do (%d tasks%s, and the start of the plays)." % (
             GOALS["noop"], fmt(room), noop["task_count"] - len(noop.get("stub_modules") or []),
             ", %s s in this re-run" % fmt(others) if others is not None else "")
     return text
@@ -995,7 +995,7 @@ def interpretation(data):
         modules = {name: value["median"] for name, value in times.items() if not name.startswith("(")}
         slowest = sorted(modules.items(), key=lambda item: -item[1])
         notes.append(
-            "- **No-op re-run** %.2fx the floor (goal ≤ %.1fx, %s). The %d module tasks take %s s of the run "
+            "- **No-op re-run** %.2fx the floor (goal ≤ %.1fx, %s). The %d module task(s) take %s s of the run "
             "(%s), against %s s for a ping; the %d other tasks (argument validation, set_fact, include_role, skipped "
             "tasks, the summary) run no module." % (
                 ratio, GOALS["noop"], "met" if ratio <= GOALS["noop"] else "missed", len(modules), fmt(sum(modules.values())),
@@ -1041,31 +1041,27 @@ def interpretation(data):
 # rewrites docs/PERFORMANCE.md with them next to fresh figures.
 NOTES = {
     "noop": (
-        " Where a module task's time goes (cProfile and -X importtime of the modules as AnsiballZ runs them): the "
-        "module process pays about 0.1-0.14 s for `import ansible.module_utils.basic` and the compilation of the "
-        "payload's sources (every module, ping included) and 0.02-0.04 s for this collection's module_utils; "
-        "tp_manager and the pre-flight's tp_intercept also pay 0.13-0.3 s for the `kubernetes` client's kubeconfig "
-        "loader and ApiClient (module_utils/kube.py imports only those and reads JSON through its urllib3 pool; the "
-        "loader alone pulls in urllib3, requests-oauthlib, PyYAML, dateutil and pydantic); the intercept's own "
-        "tp_intercept takes the pre-flight's `target` and loads no client; each CLI call costs the emulator's "
-        "0.04-0.08 s. On the controller, Ansible builds each distinct module's payload once per run, 0.17-0.18 s for "
-        "each of these modules against 0.10 s for ping (timed around module_common._find_module_utils, 2026-12-04: "
-        "it parses every source of the payload, ansible.module_utils.basic's 56 files included, to find the "
-        "imports, 66 files for tp_binary); five pings build one payload. Row 1c runs the re-run's own module tasks as modules that "
-        "only start and exit (as many tasks, as many distinct modules): it costs what five pings cost, so the floor "
-        "is fair and the distance is this collection's work. That distance is the module work beyond a stub's (the "
-        "kubeconfig loader in two module processes, three CLI calls, the checksum file and the hashing of the "
-        "client), the start of five plays, and the roles' small tasks at 0.02-0.04 s each, skipped or not: one "
-        "argument validation per role and play (ten), the shared role's one include per play (four, skipped once a "
-        "client is known), the pre-flight's assert, the set_facts that work out the engagements and record the "
-        "results, and skipped tasks. The summary file is no module task on a re-run (private_file_holds)."),
+        " The re-run is one module task: dev_setup's plan play hands tp_plan the tasks its other plays would run "
+        "(the client's tp_binary, the traffic manager's tp_manager, the engagement's tp_intercept, with the options "
+        "the roles give them), tp_plan runs their module code in check mode in its own process, and finding "
+        "nothing to do, the play records those results and the four other plays match no host. That process pays "
+        "once what each module task paid on its own: the start of Python, `import ansible.module_utils.basic`, the "
+        "payload's compilation and, on the controller, one payload build (0.23-0.25 s for tp_plan's, the union of "
+        "the three modules' module_utils, against 0.08 s for ping's; timed around module_common._find_module_utils, "
+        "2026-12-06). The `kubernetes` client's kubeconfig loader is imported once (0.12 s), for tp_manager's read "
+        "and tp_intercept's, which reads the Service, workload and port itself, the reads the skipped pre-flight "
+        "made; the three CLI calls, the checksum file and the hashing of the client remain (cProfile of the kept "
+        "AnsiballZ file: 0.55 s for the process, 0.42 s of it in the three checks). The small tasks left are the plan "
+        "play's (the shared role's argument validation and include for the client's and the manager's plan entries, "
+        "the entries' set_facts, the decision, the summary path's pre-flight and the three records) and the summary "
+        "play's. Row 1c runs the re-run's module task as a stub that only starts and exits; row 1d runs it alone "
+        "with its own arguments."),
     "calls": (
-        " tp_binary asks `version` of an existing dest (issue 4); tp_intercept reads `status` first, so that `list` "
-        "can never connect implicitly, and makes sure of the session from that same status (option `session`, "
-        "which replaced the telepresence_connection role's own tp_connection task in the intercept role); `list` "
-        "gives the mapping (status only names the intercepts). The telepresence_manager role passes the client's "
-        "known version, so tp_manager makes no call; the control host's client role is skipped on a host that "
-        "installed the client earlier in the run."),
+        " All three are tp_plan's checks: tp_binary asks `version` of an existing dest (issue 4); tp_intercept reads "
+        "`status` first, so that `list` can never connect implicitly, and makes sure of the session from that same "
+        "status (option `session`); `list` gives the mapping (status only names the intercepts). tp_manager takes "
+        "the client's version from the plan's tp_binary check (tp_plan's client_options, as the telepresence_manager "
+        "role takes it from telepresence_client), so it makes no call."),
     "manager": (
         " The CLI returns about 0.05-0.1 s after the rollout (its own 0.1 s poll); before kube.py froze the "
         "collector at exit, most of the rest was the module process collecting the `kubernetes` models after it had "
