@@ -21,7 +21,7 @@ from workflow_support import BIN, ROOT, run
 # test_emulator_versions.py, missing here, had started after every listed one). A module missing here keeps its
 # place after these.
 MODULE_SECONDS = {"test_playbooks_modes.py": 219, "test_faults.py": 147, "test_interrupts.py": 125,
-                  "test_playbooks_idempotent.py": 121, "test_playbooks_team.py": 113, "test_emulator_versions.py": 77,
+                  "test_playbooks_idempotent.py": 146, "test_playbooks_team.py": 143, "test_emulator_versions.py": 77,
                   "test_bad_input.py": 72, "test_kube_client.py": 68, "test_playbooks_failures.py": 57,
                   "test_security.py": 30, "test_private_files.py": 25, "test_emulator.py": 25, "test_lifecycle.py": 22,
                   "test_try_your_app.py": 18, "test_role_argument_specs.py": 15, "test_concurrency.py": 15,

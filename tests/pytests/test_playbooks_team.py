@@ -168,3 +168,34 @@ def test_a_later_leave_does_not_report_what_an_earlier_one_read(sandbox, tmp_pat
     leave = read_summary(sandbox)["leave"]
     assert (leave["action"], leave["intercept"]["name"]) == ("removed", "cart-dev")
     assert "other_intercepts" not in leave and "message" not in leave, leave
+
+
+def test_dev_setup_with_a_control_host_takes_the_quick_way_only_when_both_hosts_have_nothing_to_do(sandbox, tmp_path):
+    """A workstation and a separate control host: each plans its own tasks (client and intercept; client and
+    manager), the quick way skips the plays only when both have nothing to do, and reports what the plays would."""
+    inventory = tmp_path / "split"
+    inventory.mkdir()
+    (inventory / "group_vars").symlink_to(ROOT / "inventories" / "sandbox" / "group_vars")
+    host = "          ansible_connection: local\n          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+    (inventory / "hosts.yml").write_text(
+        "all:\n  children:\n    workstations:\n      hosts:\n        dana-dev:\n" + host
+        + "    cluster_control:\n      hosts:\n        ops:\n" + host)
+    dev_setup = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "dev_setup.yml")]
+    first = run(dev_setup, env=sandbox)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr
+    assert "skipping: no hosts matched" not in first.stdout
+    quick = run(dev_setup, env=sandbox)
+    assert quick.returncode == 0, quick.stdout[-4000:] + quick.stderr
+    assert quick.stdout.count("skipping: no hosts matched") == 4
+    assert sorted(read_summary(sandbox)["hosts"]["dana-dev"]) == ["client", "connection", "intercept", "intercepts"]
+    assert sorted(read_summary(sandbox)["hosts"]["ops"]) == ["client", "manager"]
+    quick_summary = read_summary(sandbox)
+    every_play = run(dev_setup + ["-e", "telepresence_dev_setup_plan=false"], env=sandbox)
+    assert every_play.returncode == 0, every_play.stdout[-4000:] + every_play.stderr
+    assert read_summary(sandbox) == quick_summary
+    # Something to do on the control host only (new chart values): every play runs, on both hosts.
+    values = run(dev_setup + ["-e", '{"telepresence_manager_values": {"agent": {"logLevel": "debug"}}}'], env=sandbox)
+    assert values.returncode == 0, values.stdout[-4000:] + values.stderr
+    assert "skipping: no hosts matched" not in values.stdout
+    assert read_summary(sandbox)["hosts"]["ops"]["manager"]["changed"] is True
+    assert read_summary(sandbox)["hosts"]["dana-dev"]["intercept"]["changed"] is False
