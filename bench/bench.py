@@ -1054,8 +1054,11 @@ NOTES = {
         "AnsiballZ file: 0.55 s for the process, 0.42 s of it in the three checks). The small tasks left are the plan "
         "play's (the shared role's argument validation and include for the client's and the manager's plan entries, "
         "the entries' set_facts, the decision, the summary path's pre-flight and the three records) and the summary "
-        "play's. Row 1c runs the re-run's module task as a stub that only starts and exits; row 1d runs it alone "
-        "with its own arguments."),
+        "play's. The plays after the plan include their roles rather than import them, so a run that skips them "
+        "does not parse them either: `--syntax-check` of dev_setup takes about 0.15 s more than the floor's "
+        "(0.55-0.69 s against 0.43-0.59 s, 2026-12-06), where importing them had cost about 0.3 s more. Row 1c runs "
+        "the re-run's module task as a stub that only starts and exits; row 1d runs it alone with its own "
+        "arguments."),
     "calls": (
         " All three are tp_plan's checks: tp_binary asks `version` of an existing dest (issue 4); tp_intercept reads "
         "`status` first, so that `list` can never connect implicitly, and makes sure of the session from that same "
@@ -1175,6 +1178,15 @@ HISTORY = [
     ("make test on a clean clone at 91e2951 (with the compat lanes), `CI=true bash .ci/run` (goal 4)",
      "green: checks 80, compat 119, integration 190, Molecule 87, pytests 330 s: phases 806 s, **about 832 s** in "
      "all with the venv (goal <= 900 s, met), against 900 s for ca9fc93 on the same machine the same day"),
+    ("dev_setup's plan play: tp_plan runs the tasks of the other plays (tp_binary, tp_manager, tp_intercept, with "
+     "the roles' options) in check mode in one module process per host; when no host has anything to do, the play "
+     "records their results and the four other plays match no host (56b8f9c..a5a0880)",
+     "no-op re-run 38 tasks to 23, 4 module tasks to 1, the same 3 CLI calls; re-run/floor **2.41x to 1.56x** "
+     "(98dfbe9: 3 paired runs, a5a0880: 9, `bench/run --only 1,2`, the same evening). The first run from scratch "
+     "pays for the plan, which stops at the client it would install: 6.1 s to 7.8-8.3 s"),
+    ("dev_setup: the plays after the plan include their roles instead of importing them (8204298)",
+     "a skipped play's roles are not parsed: re-run/floor **1.60x to 1.38x** (9 paired runs each, back to back, "
+     "2026-12-06)"),
 ]
 
 TRIED = (
@@ -1184,7 +1196,8 @@ TRIED = (
     "407 s one after the other: both phases are CPU-bound on two cores); four pytest-xdist workers instead of three "
     "(401 s against 389 s, both with `--no-loadscope-reorder`, the same day); dev_setup's pre-flight and client "
     "plays as one play (both run on the workstations): the shared role, a dependency of both imported roles, still "
-    "ran twice in that play, so the re-run kept its 38 tasks."
+    "ran twice in that play, so the re-run kept its 38 tasks; on the quick way, recording the client and the "
+    "manager in the intercept role's record task (one task less): a control host has no engagement to record."
 )
 
 
