@@ -762,7 +762,7 @@ def rows_of(data):
                      verdict(ratio["median"] <= GOALS["noop"])))
         if noop.get("stub_floor"):
             stub, stub_ratio = noop["stub_floor"], noop["stub_ratio"]
-            rows.append(("1c. floor: the re-run's %d module tasks as stubs (%d distinct)" % (
+            rows.append(("1c. floor: the re-run's %d module task(s) as stubs (%d distinct)" % (
                 len(noop["stub_modules"]), len(set(noop["stub_modules"]))), fmt_runs(stub["runs"], "s"),
                 fmt(stub["median"], " s"), "%s–%s s" % (fmt(stub["min"]), fmt(stub["max"])), "reported, no goal", ""))
             rows.append(("1c. re-run / stub floor (pairwise)", fmt_runs(stub_ratio["runs"], "x"),
@@ -770,7 +770,7 @@ def rows_of(data):
                          "reported, no goal", ""))
         if noop.get("direct_floor"):
             direct, direct_ratio = noop["direct_floor"], noop["direct_ratio"]
-            rows.append(("1d. the re-run's %d module runs alone, their own arguments, no roles" % noop["direct_runs"],
+            rows.append(("1d. the re-run's %d module run(s) alone, their own arguments, no roles" % noop["direct_runs"],
                          fmt_runs(direct["runs"], "s"), fmt(direct["median"], " s"),
                          "%s–%s s" % (fmt(direct["min"]), fmt(direct["max"])), "reported, no goal", ""))
             rows.append(("1d. module runs alone / floor (pairwise)", fmt_runs(direct_ratio["runs"], "x"),
@@ -787,7 +787,7 @@ def rows_of(data):
         module_tasks = len(calls[0]["per_task"]) if calls else 0
         repeats = max((sum(run.get("repeated", {}).values()) - len(run.get("repeated", {})) for run in calls), default=0)
         implicit = sum(run["implicit"] for run in calls)
-        rows.append(("2. CLI calls in the re-run (%d module tasks)" % module_tasks, fmt_runs(totals, "", 0),
+        rows.append(("2. CLI calls in the re-run (%d module task(s))" % module_tasks, fmt_runs(totals, "", 0),
                      fmt(statistics.median(totals), "", 0) if totals else "n/a",
                      "%d repeated reads; %d implicit connects" % (repeats, implicit),
                      "each read once per host, 0 implicit", verdict(repeats == 0 and implicit == 0)))
@@ -1004,7 +1004,7 @@ def interpretation(data):
         calls = noop["calls"][0] if noop["calls"] else None
         if calls:
             per = ", ".join("%s %d" % (entry["module"], len(entry["calls"])) for entry in calls["per_task"])
-            note = "- **CLI calls** %d for %d module tasks (%s), %d implicit connects." % (
+            note = "- **CLI calls** %d for %d module task(s) (%s), %d implicit connects." % (
                 calls["total"], len(calls["per_task"]), per, calls["implicit"]) + NOTES["calls"]
             notes.append(note)
     manager = data.get("manager")
