@@ -88,16 +88,18 @@ def test_action_group_module_defaults_reach_every_member(sandbox, tmp_path):
     assert "Unsupported parameters" not in result.stdout
 
 
-def team_inventory(tmp_path):
-    """Two workstations on this machine with the sandbox's variables: a team inventory that --limit can cut."""
+def team_inventory(tmp_path, groups=None):
+    """Hosts on this machine with the sandbox's variables, by group: two workstations unless ``groups`` says
+    otherwise (a team inventory that --limit can cut)."""
+    groups = groups or {"workstations": ["dana-dev", "erin-dev"]}
     inventory = tmp_path / "team"
     inventory.mkdir()
     (inventory / "group_vars").symlink_to(ROOT / "inventories" / "sandbox" / "group_vars")
-    (inventory / "hosts.yml").write_text(
-        "all:\n  children:\n    workstations:\n      hosts:\n"
+    (inventory / "hosts.yml").write_text("all:\n  children:\n" + "".join(
+        "    %s:\n      hosts:\n" % group
         + "".join("        %s:\n          ansible_connection: local\n"
-                  "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n" % host
-                  for host in ("dana-dev", "erin-dev")))
+                  "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n" % host for host in hosts)
+        for group, hosts in groups.items()))
     return inventory
 
 
@@ -110,13 +112,12 @@ def test_limit_still_prints_the_summary(sandbox, tmp_path):
     assert sorted(read_summary(sandbox)) == ["client"]
 
 
-def succeeded(env, path, *extra):
-    """ansible-playbook on the sandbox inventory, of PATH (a pathlib path) or of this collection's playbook of that
-    name (a str); its stdout, after asserting that it succeeded."""
+def succeeded(env, path, *extra, inventory=ROOT / "inventories" / "sandbox"):
+    """ansible-playbook on ``inventory`` (the sandbox's), of PATH (a pathlib path) or of this collection's playbook
+    of that name (a str); its stdout, after asserting that it succeeded."""
     if isinstance(path, str):
         path = ROOT / "playbooks" / ("%s.yml" % path)
-    result = run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"), str(path)] + list(extra),
-                 env=env)
+    result = run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(path)] + list(extra), env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     return result.stdout
 
@@ -173,29 +174,19 @@ def test_a_later_leave_does_not_report_what_an_earlier_one_read(sandbox, tmp_pat
 def test_dev_setup_with_a_control_host_takes_the_quick_way_only_when_both_hosts_have_nothing_to_do(sandbox, tmp_path):
     """A workstation and a separate control host: each plans its own tasks (client and intercept; client and
     manager), the quick way skips the plays only when both have nothing to do, and reports what the plays would."""
-    inventory = tmp_path / "split"
-    inventory.mkdir()
-    (inventory / "group_vars").symlink_to(ROOT / "inventories" / "sandbox" / "group_vars")
-    host = "          ansible_connection: local\n          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
-    (inventory / "hosts.yml").write_text(
-        "all:\n  children:\n    workstations:\n      hosts:\n        dana-dev:\n" + host
-        + "    cluster_control:\n      hosts:\n        ops:\n" + host)
-    dev_setup = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "dev_setup.yml")]
-    first = run(dev_setup, env=sandbox)
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr
-    assert "skipping: no hosts matched" not in first.stdout
-    quick = run(dev_setup, env=sandbox)
-    assert quick.returncode == 0, quick.stdout[-4000:] + quick.stderr
-    assert quick.stdout.count("skipping: no hosts matched") == 4
+    inventory = team_inventory(tmp_path, {"workstations": ["dana-dev"], "cluster_control": ["ops"]})
+    first = succeeded(sandbox, "dev_setup", inventory=inventory)
+    assert "skipping: no hosts matched" not in first
+    quick = succeeded(sandbox, "dev_setup", inventory=inventory)
+    assert quick.count("skipping: no hosts matched") == 4
     assert sorted(read_summary(sandbox)["hosts"]["dana-dev"]) == ["client", "connection", "intercept", "intercepts"]
     assert sorted(read_summary(sandbox)["hosts"]["ops"]) == ["client", "manager"]
     quick_summary = read_summary(sandbox)
-    every_play = run(dev_setup + ["-e", "telepresence_dev_setup_plan=false"], env=sandbox)
-    assert every_play.returncode == 0, every_play.stdout[-4000:] + every_play.stderr
+    succeeded(sandbox, "dev_setup", "-e", "telepresence_dev_setup_plan=false", inventory=inventory)
     assert read_summary(sandbox) == quick_summary
     # Something to do on the control host only (new chart values): every play runs, on both hosts.
-    values = run(dev_setup + ["-e", '{"telepresence_manager_values": {"agent": {"logLevel": "debug"}}}'], env=sandbox)
-    assert values.returncode == 0, values.stdout[-4000:] + values.stderr
-    assert "skipping: no hosts matched" not in values.stdout
+    values = succeeded(sandbox, "dev_setup", "-e", '{"telepresence_manager_values": {"agent": {"logLevel": "debug"}}}',
+                       inventory=inventory)
+    assert "skipping: no hosts matched" not in values
     assert read_summary(sandbox)["hosts"]["ops"]["manager"]["changed"] is True
     assert read_summary(sandbox)["hosts"]["dana-dev"]["intercept"]["changed"] is False
