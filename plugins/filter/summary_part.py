@@ -64,9 +64,9 @@ OMITTED = frozenset(("invocation", "diff", "failed", "skipped", "skip_reason", "
 LOOP_KEYS = frozenset(("item", "ansible_loop_var", "ansible_index_var"))
 
 
-def _answer(result, omitted):
+def _answer(result):
     # A loop's index variable is named by the result's ansible_index_var: loop bookkeeping too.
-    omitted = omitted | LOOP_KEYS | {result.get("ansible_index_var")}
+    omitted = OMITTED | LOOP_KEYS | {result.get("ansible_index_var")}
     return {key: value for key, value in result.items() if key not in omitted and not str(key).startswith("_")}
 
 
@@ -76,10 +76,10 @@ def summary_part(parts, key, value, each=False):
     if each:
         if not isinstance(value, (list, tuple)):
             raise TypeError("summary_part: with each=true the value must be a list of results")
-        return dict(parts, **{key: [_answer(item, OMITTED) for item in value]})
+        return dict(parts, **{key: [_answer(item) for item in value]})
     if not isinstance(value, dict):
         raise TypeError("summary_part: the value of %s must be a registered result (a dict)" % key)
-    part = _answer(value, OMITTED)
+    part = _answer(value)
     if value.get("warnings"):
         part["warnings"] = value["warnings"]
     earlier = parts.get(key) or {}
