@@ -232,7 +232,7 @@ def main():
     # After the last task: each run starts from no process-wide warnings.
     for warning in warned:
         module.warn(warning)
-    noop = len(checked) == len(module.params["tasks"]) and is_noop(checked[-1]) if checked else True
+    noop = len(checked) == len(module.params["tasks"]) and all(is_noop(result) for result in checked)
     # Not "results": Ansible and callbacks read a result's "results" as a loop's items.
     module.exit_json(changed=False, noop=noop, checked=checked, invocation={"module_args": {"tasks": given}})
 
